@@ -1,0 +1,48 @@
+"""Remove what the answers exclude; never prompts and never touches the network."""
+
+import json
+import shutil
+from pathlib import Path
+
+ANSWERS = json.loads({{cookiecutter | jsonify | quoted}})
+
+# Files that exist only for some answers, keyed by (question, answer that drops them).
+OPTIONAL = {
+    ("use_wandb", "no"): ["configs/logger/wandb.yaml", "tests/test_wandb.py"],
+    ("license", "none"): ["LICENSE"],
+    ("cluster_presets", "none"): [
+        "configs/cluster/slurm.yaml",
+        "configs/cluster/hpc_a100.yaml",
+        "configs/cluster/workstation.yaml",
+        "tests/test_slurm.py",
+    ],
+    ("cluster_presets", "slurm"): ["configs/cluster/workstation.yaml"],
+    ("cluster_presets", "workstation"): [
+        "configs/cluster/slurm.yaml",
+        "configs/cluster/hpc_a100.yaml",
+        "tests/test_slurm.py",
+    ],
+}
+
+
+def main() -> None:
+    root = Path.cwd()
+    for (question, answer), paths in OPTIONAL.items():
+        if ANSWERS[question] != answer:
+            continue
+        for relative in paths:
+            path = root / relative
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    # Keep what cruft/cookiecutter need to update the project later, but no local paths.
+    recorded = root / ".cookiecutter.json"
+    answers = json.loads(recorded.read_text(encoding="utf-8"))
+    for local_only in ("_output_dir", "_repo_dir"):
+        answers.pop(local_only, None)
+    recorded.write_text(json.dumps(answers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Baking: the exact file set, every choice, no template syntax left, free text kept valid."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+from conftest import DEFAULTS, bake
+
+DEFAULT_FILES = {
+    ".cookiecutter.json",
+    ".github/workflows/ci.yaml",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    "LICENSE",
+    "README.md",
+    "pyproject.toml",
+    "train.py",
+    "configs/train.yaml",
+    "configs/paths/default.yaml",
+    "configs/hydra/default.yaml",
+    "configs/callbacks/default.yaml",
+    "configs/callbacks/early_stopping.yaml",
+    "configs/callbacks/lr_monitor.yaml",
+    "configs/callbacks/model_checkpoint.yaml",
+    "configs/callbacks/model_summary.yaml",
+    "configs/callbacks/none.yaml",
+    "configs/callbacks/progress_bar.yaml",
+    "configs/cluster/local.yaml",
+    "configs/data/cifar10.yaml",
+    "configs/data/digits.yaml",
+    "configs/data/fashion_mnist.yaml",
+    "configs/data/mnist.yaml",
+    "configs/debug/fast_dev_run.yaml",
+    "configs/debug/limit.yaml",
+    "configs/debug/overfit.yaml",
+    "configs/debug/profiler.yaml",
+    "configs/experiment/cifar10_cnn.yaml",
+    "configs/experiment/mnist_mlp.yaml",
+    "configs/logger/csv.yaml",
+    "configs/logger/many.yaml",
+    "configs/logger/none.yaml",
+    "configs/logger/tensorboard.yaml",
+    "configs/logger/wandb.yaml",
+    "configs/model/cnn.yaml",
+    "configs/model/mlp.yaml",
+    "configs/model/optimizer/adam.yaml",
+    "configs/model/optimizer/adamw.yaml",
+    "configs/model/optimizer/sgd.yaml",
+    "configs/model/scheduler/cosine.yaml",
+    "configs/model/scheduler/plateau.yaml",
+    "configs/model/scheduler/step.yaml",
+    "configs/trainer/cpu.yaml",
+    "configs/trainer/default.yaml",
+    "configs/trainer/gpu.yaml",
+    "src/my_project/__init__.py",
+    "src/my_project/components.py",
+    "src/my_project/lr_finder.py",
+    "src/my_project/resolvers.py",
+    "src/my_project/runs.py",
+    "src/my_project/data/__init__.py",
+    "src/my_project/data/digits.py",
+    "src/my_project/data/in_memory.py",
+    "src/my_project/data/synthetic.py",
+    "src/my_project/data/vision.py",
+    "src/my_project/models/__init__.py",
+    "src/my_project/models/classifier.py",
+    "src/my_project/models/nets.py",
+    "tests/conftest.py",
+    "tests/test_configs.py",
+    "tests/test_train.py",
+    "tests/test_wandb.py",
+}
+# What each answer removes from the default file set.
+DROPPED = {
+    ("use_wandb", "no"): {"configs/logger/wandb.yaml", "tests/test_wandb.py"},
+    ("license", "none"): {"LICENSE"},
+}
+for _license in ("BSD-3-Clause", "Apache-2.0"):
+    DROPPED[("license", _license)] = set()
+for _preset in ("all", "slurm", "workstation", "none"):
+    DROPPED[("cluster_presets", _preset)] = set()
+
+NASTY_TEXT = [
+    'He said "hi" and left',
+    "back\\slash \\n not a newline \\u0041",
+    "braces {{ cookie }} {% if %} {# c #} {x} }}",
+    "Ünïcødé — 日本語 — emoji 🚀 — RTL עברית",
+    "two\nlines\tand a tab",
+    "'single' and '''triple''' quotes \"\"\"",
+    "yaml: like - [a, b] # not a comment & *anchor !tag",
+    "",
+]
+
+
+def files_of(project: Path) -> set[str]:
+    return {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
+
+
+def test_default_bake_has_exactly_the_expected_files(tmp_path):
+    assert files_of(bake(tmp_path)) == DEFAULT_FILES
+
+
+@pytest.mark.parametrize(("question", "answer"), sorted(DROPPED), ids=lambda v: str(v))
+def test_each_choice_bakes_the_expected_files(tmp_path, question, answer):
+    project = bake(tmp_path, **{question: answer})
+    assert files_of(project) == DEFAULT_FILES - DROPPED[(question, answer)]
+
+
+@pytest.mark.parametrize("python_version", ["3.10", "3.11", "3.12", "3.13"])
+def test_python_version_reaches_pyproject_and_ruff(tmp_path, python_version):
+    project = bake(tmp_path, python_version=python_version)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={python_version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{python_version.replace('.', '')}"
+
+
+def test_no_template_syntax_is_left(tmp_path):
+    project = bake(tmp_path)
+    for path in project.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert "{{" not in text and "{%" not in text and "cookiecutter." not in text, path
+
+
+def test_answers_are_recorded_for_later_updates(tmp_path):
+    project = bake(tmp_path, project="lab-notes", use_wandb="no")
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert recorded["project"] == "lab-notes" and recorded["package_name"] == "lab_notes"
+    assert recorded["use_wandb"] == "no" and "_template" in recorded
+    assert "_output_dir" not in recorded, "local paths do not belong in the repository"
+
+
+def test_package_name_follows_the_project(tmp_path):
+    project = bake(tmp_path, project="Cell.Atlas-2")
+    assert (project / "src" / "cell_atlas_2" / "__init__.py").is_file()
+
+
+def assert_project_parses(project: Path) -> None:
+    for path in project.rglob("*.py"):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+    tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("text", NASTY_TEXT)
+def test_free_text_is_kept_and_stays_valid(tmp_path, text):
+    project = bake(tmp_path, description=text, author=text)
+    assert_project_parses(project)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    single_line = " ".join(text.splitlines())
+    assert pyproject["project"]["description"] == single_line
+    assert pyproject["project"]["authors"][0]["name"] == single_line
+    package = project / "src" / DEFAULTS["project"].replace("-", "_") / "__init__.py"
+    assert ast.get_docstring(ast.parse(package.read_text(encoding="utf-8")), clean=False) == text
+    assert json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))["description"] == text

@@ -1,0 +1,3 @@
+{{ cookiecutter.description | quoted }}
+
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""What a run leaves in its directory: resolved config, provenance and summary.json.
+
+Only global rank 0 writes, so a multi-process run leaves one set of files.
+"""
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb")
+
+
+def is_global_zero() -> bool:
+    # The variables every launcher we support sets; LOCAL_RANK alone is set by Lightning's own.
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if variable in os.environ:
+            return int(os.environ[variable]) == 0
+    return True
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically, so that a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def git_state(cwd: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def print_config(cfg: DictConfig) -> None:
+    """Show the resolved config as a tree, once per run."""
+    if not is_global_zero():
+        return
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("config", guide_style="dim")
+    for key, value in cfg.items():
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value)
+        tree.add(f"[bold]{key}").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
+    rich.print(tree)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, log_dir: str) -> str | None:
+    """Turn ``ckpt_path`` into a file Lightning can resume from, or fail saying what to do."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        candidates = sorted(Path(log_dir).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError(
+                f"ckpt_path=last: no last.ckpt under {log_dir}. Train once without ckpt_path first, "
+                "or give the path of a checkpoint: ckpt_path=/path/to/file.ckpt"
+            )
+        return str(candidates[-1])
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such file. Use ckpt_path=last or an existing .ckpt file.")
+    return ckpt_path
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {name: float(value) for name, value in metrics.items() if getattr(value, "numel", lambda: 1)() == 1}
+
+
+class RunRecord:
+    """Keeps summary.json up to date from the start of a run to its end."""
+
+    def __init__(self, cfg: DictConfig, output_dir: Path, started: float):
+        self.path = output_dir / "summary.json"
+        self.output_dir = output_dir
+        self.monitor = dict(cfg.monitor)
+        self.started = started
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "run_dir": str(output_dir),
+            "monitor": {**self.monitor, "best": None},
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        if is_global_zero():
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+            write_json(
+                output_dir / "provenance.json",
+                {
+                    "command": [sys.executable, *sys.argv],
+                    "host": socket.gethostname(),
+                    "git": git_state(Path(os.environ.get("PROJECT_ROOT", "."))),
+                    "versions": versions(),
+                },
+            )
+            self._write()
+
+    def record(self, **values: Any) -> None:
+        self.data.update(values)
+        self._write()
+
+    def _write(self) -> None:
+        if is_global_zero():
+            self.data["wall_time_s"] = round(time.time() - self.started, 3)
+            write_json(self.path, self.data)
+
+    def record_trainer(self, trainer) -> None:
+        """Copy progress, metrics and checkpoints from the trainer (after fit, after test)."""
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_score", None)
+        self.data.update(
+            global_step=trainer.global_step,
+            epoch=trainer.current_epoch,
+            metrics={**self.data.get("metrics", {}), **_scalars(trainer.callback_metrics)},
+            best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
+            last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
+        )
+        if best is None:
+            best = self.data["metrics"].get(self.monitor["metric"])
+        self.data["monitor"]["best"] = None if best is None else float(best)
+        self._write()
+
+    def finish(self, trainer) -> float | None:
+        """Mark the run completed; return the monitored metric for sweepers."""
+        self.record_trainer(trainer)
+        self.data["status"] = "completed"
+        self._write()
+        best = self.data["monitor"]["best"]
+        return None if best is None or math.isnan(best) else best
+
+    def fail(self, error: BaseException, trainer=None) -> None:
+        if trainer is not None:
+            self.record_trainer(trainer)
+        self.data["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.data["error"] = f"{type(error).__name__}: {error}"
+        self._write()
+
+
+def finish_wandb(failed: bool) -> None:
+    """End the W&B run, also after a failure: its service process would otherwise linger,
+    and the next run of a multirun would log into this one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)

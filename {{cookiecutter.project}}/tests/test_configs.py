@@ -1,0 +1,68 @@
+"""Every option of every config group composes with the defaults and instantiates."""
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from {{ cookiecutter.package_name }}.components import build_callbacks, build_loggers
+
+from conftest import group_options
+
+GROUPS = [
+    "model",
+    "model/optimizer",
+    "model/scheduler",
+    "data",
+    "trainer",
+    "callbacks",
+    "logger",
+    "debug",
+    "experiment",
+]
+CASES = [(group, option) for group in GROUPS for option in group_options(group)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_option_instantiates(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}")
+    if not torch.cuda.is_available():
+        cfg.trainer.accelerator = "cpu"
+        cfg.trainer.precision = "32-true" if cfg.trainer.precision == "bf16-mixed" else cfg.trainer.precision
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    with torch.no_grad():
+        logits = model.eval()(torch.zeros(2, *datamodule.input_shape))
+    assert logits.shape == (2, datamodule.num_classes)
+    loggers = build_loggers(cfg.logger)
+    callbacks = build_callbacks(cfg.callbacks, has_logger=bool(loggers), has_scheduler=cfg.model.scheduler is not None)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    model.trainer = trainer
+    optimizers = model.configure_optimizers()
+    assert optimizers is not None
+
+
+@pytest.mark.parametrize("option", group_options("cluster"))
+def test_cluster_option_composes(make_cfg, option):
+    assert make_cfg(f"cluster={option}")
+
+
+def test_optimizer_and_lr_are_where_the_docs_say(make_cfg):
+    cfg = make_cfg("model.optimizer.lr=0.123", "data.batch_size=7", "trainer.max_epochs=3", "seed=5")
+    assert (cfg.model.optimizer.lr, cfg.data.batch_size, cfg.trainer.max_epochs, cfg.seed) == (0.123, 7, 3, 5)
+
+
+@pytest.mark.parametrize("override", ["trainer.max_epoch=3", "data.batchsize=3", "model=resnet9000"])
+def test_bad_override_is_refused(make_cfg, override):
+    with pytest.raises(ConfigCompositionException):
+        make_cfg(override)
+
+
+def test_scheduler_dict_form(make_cfg):
+    cfg = make_cfg("model/scheduler=plateau")
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    configured = model.configure_optimizers()
+    assert configured["lr_scheduler"]["monitor"] == cfg.monitor.metric
+    assert configured["lr_scheduler"]["interval"] == "epoch"
+    assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)

@@ -1,0 +1,102 @@
+"""Training end to end, in process: fast_dev_run everywhere, then real short runs."""
+
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, MNISTDataModule
+from {{ cookiecutter.package_name }}.models import Classifier
+
+from conftest import group_options
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("data", group_options("data"))
+@pytest.mark.parametrize("model", group_options("model"))
+def test_fast_dev_run(make_cfg, train, tmp_path, model, data):
+    cfg = make_cfg(f"model={model}", f"data={data}", "debug=fast_dev_run", "data.batch_size=16")
+    train(cfg)
+    assert summary(tmp_path / "run")["status"] == "completed"
+
+
+@pytest.fixture
+def short_run(make_cfg, train, tmp_path):
+    cfg = make_cfg("trainer.max_epochs=3", "logger=many")
+    best = train(cfg)
+    return tmp_path / "run", best
+
+
+def test_run_dir_contents(short_run):
+    run_dir, best = short_run
+    record = summary(run_dir)
+    assert record["status"] == "completed"
+    assert record["monitor"] == {"metric": "val/loss", "mode": "min", "best": best}
+    assert record["global_step"] == 3 * 21  # 1293 training digits / batch 64
+    assert {"val/acc", "val/loss", "train/loss", "test/acc"} <= record["metrics"].keys()
+    assert Path(record["best_checkpoint"]).is_file() and Path(record["last_checkpoint"]).is_file()
+    for name in ("config_resolved.yaml", "provenance.json", "csv/metrics.csv"):
+        assert (run_dir / name).is_file(), name
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["versions"]["torch"] == metadata.version("torch")
+    assert provenance["git"].keys() == {"commit", "dirty"}
+    assert "${" not in (run_dir / "config_resolved.yaml").read_text()
+
+
+def test_tensorboard_holds_loss_and_accuracy(short_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = short_run
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc"} <= tags
+    assert len(events.Scalars("val/acc")) == 3
+    assert 0.0 < events.Scalars("val/acc")[-1].value <= 1.0
+
+
+def test_checkpoint_loads_safely_and_reproduces_its_metric(short_run, make_cfg):
+    from hydra.utils import instantiate
+    from pytorch_lightning import Trainer
+
+    run_dir, best = short_run
+    path = summary(run_dir)["best_checkpoint"]
+    state = torch.load(path, weights_only=True)
+    assert state["hyper_parameters"]["optimizer"]["lr"] == 1e-3
+    model = Classifier.load_from_checkpoint(path)
+    datamodule = instantiate(make_cfg().data)
+    (metrics,) = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(model, datamodule)
+    assert metrics["val/loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_resume_continues_at_the_right_step(make_cfg, train, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    train(make_cfg("trainer.max_epochs=2", "callbacks.early_stopping=null", output_dir=first))
+    assert summary(first)["global_step"] == 2 * 21
+    train(make_cfg("trainer.max_epochs=4", "ckpt_path=last", "callbacks.early_stopping=null", output_dir=second))
+    record = summary(second)
+    assert record["global_step"] == 4 * 21
+    assert record["epoch"] == 4
+
+
+def test_resume_without_checkpoint_says_what_to_do(make_cfg, train):
+    with pytest.raises(FileNotFoundError, match="no last.ckpt under .*Train once"):
+        train(make_cfg("ckpt_path=last"))
+
+
+def test_missing_dataset_names_the_folder(tmp_path):
+    datamodule = MNISTDataModule(data_dir=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=re.escape(f"into {tmp_path / 'MNIST' / 'raw'}")):
+        datamodule.setup("fit")
+
+
+def test_failed_run_is_recorded(make_cfg, train, tmp_path):
+    with pytest.raises(Exception, match="negative dimension"):
+        train(make_cfg("model.net.hidden_dims=[-1]"))
+    record = summary(tmp_path / "run")
+    assert record["status"] == "failed" and "negative dimension" in record["error"]
