@@ -32,8 +32,10 @@ demo: venv
 	cd $(DEMO) && git init --quiet && ../$(PY) train.py
 	@echo "Run folder: $$(ls -d $(DEMO)/logs/train/runs/* | tail -n 1)"
 
+# Training throughput of a baked project against a hand-written PyTorch loop (README: Performance).
+# BENCH_ARGS="--threads 1 --repeats 2" is how the README's table was measured on a shared machine.
 bench: venv
-	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -6,22 +6,21 @@ from pathlib import Path
 
 ANSWERS = json.loads({{cookiecutter | jsonify | quoted}})
 
+# Everything that submits to SLURM; hydra-submitit-launcher is a dependency only with these.
+SLURM = [
+    "configs/cluster/slurm.yaml",
+    "configs/cluster/hpc_a100.yaml",
+    "scripts/slurm_job.sh",
+    f"src/hydra_plugins/{ANSWERS['package_name']}_slurm",
+    "tests/test_slurm.py",
+]
 # Files that exist only for some answers, keyed by (question, answer that drops them).
 OPTIONAL = {
     ("use_wandb", "no"): ["configs/logger/wandb.yaml", "tests/test_wandb.py"],
     ("license", "none"): ["LICENSE"],
-    ("cluster_presets", "none"): [
-        "configs/cluster/slurm.yaml",
-        "configs/cluster/hpc_a100.yaml",
-        "configs/cluster/workstation.yaml",
-        "tests/test_slurm.py",
-    ],
+    ("cluster_presets", "none"): [*SLURM, "configs/cluster/workstation.yaml"],
     ("cluster_presets", "slurm"): ["configs/cluster/workstation.yaml"],
-    ("cluster_presets", "workstation"): [
-        "configs/cluster/slurm.yaml",
-        "configs/cluster/hpc_a100.yaml",
-        "tests/test_slurm.py",
-    ],
+    ("cluster_presets", "workstation"): SLURM,
 }
 
 
@@ -36,6 +35,8 @@ def main() -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+            if path.parent != root and path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
     # Keep what cruft/cookiecutter need to update the project later, but no local paths.
     recorded = root / ".cookiecutter.json"
     answers = json.loads(recorded.read_text(encoding="utf-8"))

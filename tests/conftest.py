@@ -31,3 +31,17 @@ def installed_project(tmp_path_factory):
     run(sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "-e", ".", cwd=project)
     yield project
     run(sys.executable, "-m", "pip", "uninstall", "--quiet", "--yes", project.name, cwd=project)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real SLURM cluster for the session: slurmctld and two slurmd ("node1", "node2") on localhost."""
+    from slurm_cluster import SlurmCluster, slurm_installed
+
+    if not slurm_installed():
+        pytest.skip("SLURM is not installed: slurmctld, slurmd, sbatch and sinfo come with `apt-get install slurm-wlm`")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

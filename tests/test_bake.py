@@ -8,7 +8,7 @@ import pytest
 import tomllib
 import yaml
 
-from conftest import DEFAULTS, bake
+from conftest import DEFAULTS, bake, run
 
 DEFAULT_FILES = {
     ".cookiecutter.json",
@@ -23,13 +23,24 @@ DEFAULT_FILES = {
     "configs/paths/default.yaml",
     "configs/hydra/default.yaml",
     "configs/callbacks/default.yaml",
+    "configs/callbacks/finite_loss.yaml",
+    "configs/callbacks/rng_state.yaml",
     "configs/callbacks/early_stopping.yaml",
     "configs/callbacks/lr_monitor.yaml",
     "configs/callbacks/model_checkpoint.yaml",
     "configs/callbacks/model_summary.yaml",
     "configs/callbacks/none.yaml",
     "configs/callbacks/progress_bar.yaml",
+    "configs/callbacks/system_monitor.yaml",
+    "configs/callbacks/validation_images.yaml",
     "configs/cluster/local.yaml",
+    "configs/cluster/slurm.yaml",
+    "configs/cluster/hpc_a100.yaml",
+    "configs/cluster/workstation.yaml",
+    "scripts/slurm_job.sh",
+    "src/hydra_plugins/my_project_slurm/__init__.py",
+    "src/my_project/requeue.py",
+    "tests/test_slurm.py",
     "configs/data/cifar10.yaml",
     "configs/data/digits.yaml",
     "configs/data/fashion_mnist.yaml",
@@ -55,12 +66,30 @@ DEFAULT_FILES = {
     "configs/model/scheduler/step.yaml",
     "configs/trainer/cpu.yaml",
     "configs/trainer/default.yaml",
+    "configs/trainer/ddp.yaml",
+    "configs/trainer/ddp_cpu.yaml",
+    "configs/trainer/multinode.yaml",
     "configs/trainer/gpu.yaml",
     "src/my_project/__init__.py",
     "src/my_project/components.py",
+    "src/my_project/devices.py",
+    "src/my_project/figures.py",
+    "src/my_project/hparams.py",
+    "src/my_project/wandb_run.py",
+    "src/my_project/callbacks/system_monitor.py",
+    "src/my_project/callbacks/validation_images.py",
+    "src/my_project/distributed.py",
     "src/my_project/lr_finder.py",
+    "src/my_project/performance.py",
     "src/my_project/resolvers.py",
     "src/my_project/runs.py",
+    "src/my_project/checks.py",
+    "src/my_project/checkpointing.py",
+    "src/my_project/secret_env.py",
+    "src/my_project/callbacks/__init__.py",
+    "src/my_project/callbacks/bookkeeping.py",
+    "src/my_project/callbacks/finite_loss.py",
+    "src/my_project/data/sampling.py",
     "src/my_project/data/__init__.py",
     "src/my_project/data/digits.py",
     "src/my_project/data/in_memory.py",
@@ -72,7 +101,16 @@ DEFAULT_FILES = {
     "tests/conftest.py",
     "tests/test_configs.py",
     "tests/test_train.py",
+    "tests/test_reliability.py",
+    "tests/probe.py",
+    "tests/test_distributed.py",
     "tests/test_wandb.py",
+    "tests/test_observability.py",
+    "configs/hparams_search/optuna.yaml",
+    "configs/hydra/sweeper/optuna.yaml",
+    "src/hydra_plugins/my_project_optuna/__init__.py",
+    "src/my_project/sweeps.py",
+    "tests/test_sweeps.py",
 }
 # What each answer removes from the default file set.
 DROPPED = {
@@ -81,8 +119,17 @@ DROPPED = {
 }
 for _license in ("BSD-3-Clause", "Apache-2.0"):
     DROPPED[("license", _license)] = set()
-for _preset in ("all", "slurm", "workstation", "none"):
-    DROPPED[("cluster_presets", _preset)] = set()
+SLURM_FILES = {
+    "configs/cluster/slurm.yaml",
+    "configs/cluster/hpc_a100.yaml",
+    "scripts/slurm_job.sh",
+    "src/hydra_plugins/my_project_slurm/__init__.py",
+    "tests/test_slurm.py",
+}
+DROPPED[("cluster_presets", "all")] = set()
+DROPPED[("cluster_presets", "slurm")] = {"configs/cluster/workstation.yaml"}
+DROPPED[("cluster_presets", "workstation")] = SLURM_FILES
+DROPPED[("cluster_presets", "none")] = SLURM_FILES | {"configs/cluster/workstation.yaml"}
 
 NASTY_TEXT = [
     'He said "hi" and left',
@@ -116,6 +163,14 @@ def test_python_version_reaches_pyproject_and_ruff(tmp_path, python_version):
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={python_version}"
     assert pyproject["tool"]["ruff"]["target-version"] == f"py{python_version.replace('.', '')}"
+
+
+def test_git_tracks_every_baked_file(tmp_path):
+    project = bake(tmp_path)
+    baked = files_of(project)
+    run("git", "init", "--quiet", cwd=project)
+    run("git", "add", "--all", cwd=project)
+    assert set(run("git", "ls-files", cwd=project).stdout.splitlines()) == baked
 
 
 def test_no_template_syntax_is_left(tmp_path):

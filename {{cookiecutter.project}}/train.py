@@ -12,9 +12,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from {{cookiecutter.package_name}}.checks import preflight
 from {{cookiecutter.package_name}}.resolvers import register_resolvers
+from {{cookiecutter.package_name}}.secret_env import load_dotenv, redact_logs
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+load_dotenv(Path(__file__).resolve().parent / ".env")
 register_resolvers()
 
 
@@ -22,43 +25,62 @@ def train(cfg: DictConfig) -> float | None:
     """Run one training; return the best value of the monitored metric (for sweepers)."""
     started = time.time()
     import pytorch_lightning as pl
-    import torch
     from hydra.utils import instantiate
 
-    from {{cookiecutter.package_name}} import runs
+    from {{cookiecutter.package_name}} import devices, hparams, runs, wandb_run
+    from {{cookiecutter.package_name}}.callbacks import Bookkeeping
     from {{cookiecutter.package_name}}.components import build_callbacks, build_loggers
+    from {{cookiecutter.package_name}}.distributed import check_multirun_launch
     from {{cookiecutter.package_name}}.lr_finder import find_lr
+    from {{cookiecutter.package_name}}.performance import configure_torch
+    from {{cookiecutter.package_name}}.requeue import resume_path
+    from {{cookiecutter.package_name}}.sweeps import continue_sweep
 
+    redact_logs()
     output_dir = Path(cfg.paths.output_dir)
     runs.print_config(cfg)
     record = runs.RunRecord(cfg, output_dir, started)
     trainer = None
     try:
         pl.seed_everything(cfg.seed, workers=True)
-        torch.set_float32_matmul_precision(cfg.matmul_precision)
+        configure_torch(cfg.matmul_precision)
 
+        devices.check(cfg.trainer.accelerator)
+        # A requeued SLURM job continues from its own requeue checkpoint (requeue.py).
+        ckpt_path = resume_path(runs.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir), output_dir)
         datamodule = instantiate(cfg.data)
         model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
-        loggers = build_loggers(cfg.logger)
+        # A failing logger or plot is reported in summary.json; training goes on.
+        bookkeeping = Bookkeeping(on_error=lambda errors: record.record(bookkeeping_errors=errors))
+        loggers = build_loggers(cfg.logger, bookkeeping, run_dir=output_dir, ckpt_path=ckpt_path)
         callbacks = build_callbacks(
-            cfg.callbacks, has_logger=bool(loggers), has_scheduler=cfg.model.scheduler is not None
+            cfg.callbacks,
+            has_logger=bool(loggers),
+            has_scheduler=cfg.model.scheduler is not None,
+            bookkeeping=bookkeeping,
         )
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        check_multirun_launch(trainer)
+        hparams.log_config(trainer.loggers, cfg)
 
         if cfg.tune_lr:
             record.record(lr_find=find_lr(trainer, model, datamodule, output_dir))
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=runs.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=cfg.ckpt_weights_only)
         record.record_trainer(trainer)
         if cfg.test:
             best = getattr(trainer.checkpoint_callback, "best_model_path", None)
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        return record.finish(trainer)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=cfg.ckpt_weights_only)
+        result = record.finish(trainer)
+        hparams.log_final_metrics(trainer.loggers, cfg, record.data["metrics"], trainer.global_step)
+        return result
     except BaseException as error:
         record.fail(error, trainer)
-        raise
+        if not continue_sweep(error):
+            raise
+        return None
     finally:
-        runs.finish_wandb(failed=record.data["status"] != "completed")
+        wandb_run.finish(failed=record.data["status"] != "completed")
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -67,4 +89,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight(Path(__file__).resolve().parent / "configs", "train")
     main()

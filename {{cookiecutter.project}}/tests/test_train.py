@@ -39,7 +39,7 @@ def test_run_dir_contents(short_run):
     assert record["status"] == "completed"
     assert record["monitor"] == {"metric": "val/loss", "mode": "min", "best": best}
     assert record["global_step"] == 3 * 21  # 1293 training digits / batch 64
-    assert {"val/acc", "val/loss", "train/loss", "test/acc"} <= record["metrics"].keys()
+    assert {"val/acc", "val/loss", "train/loss_epoch", "train/acc", "test/acc"} <= record["metrics"].keys()
     assert Path(record["best_checkpoint"]).is_file() and Path(record["last_checkpoint"]).is_file()
     for name in ("config_resolved.yaml", "provenance.json", "csv/metrics.csv"):
         assert (run_dir / name).is_file(), name

@@ -3,6 +3,8 @@
 import logging
 from pathlib import Path
 
+from .figures import log_figure
+
 log = logging.getLogger(__name__)
 
 
@@ -10,8 +12,16 @@ def find_lr(trainer, model, datamodule, output_dir: Path, **lr_find_kwargs) -> d
     """Run the range test, set the suggested rate on ``model`` and return what happened."""
     from pytorch_lightning.tuner import Tuner
 
-    finder = Tuner(trainer).lr_find(model, datamodule=datamodule, update_attr=True, **lr_find_kwargs)
+    # Lightning's finder also stops at max_epochs: a short run, or few batches per epoch, would leave it
+    # too few points for a suggestion. Its own step limit (num_training) bounds it instead.
+    max_epochs, trainer.fit_loop.max_epochs = trainer.fit_loop.max_epochs, -1
+    try:
+        finder = Tuner(trainer).lr_find(model, datamodule=datamodule, update_attr=True, **lr_find_kwargs)
+    finally:
+        trainer.fit_loop.max_epochs = max_epochs
     suggestion = finder.suggestion() if finder is not None else None
+    if suggestion is None:
+        log.warning("The learning-rate finder gave no suggestion; training with the configured lr=%s", model.lr)
     plot_path = None
     if finder is not None and trainer.is_global_zero:
         import matplotlib
@@ -20,10 +30,7 @@ def find_lr(trainer, model, datamodule, output_dir: Path, **lr_find_kwargs) -> d
         figure = finder.plot(suggest=True)
         plot_path = output_dir / "lr_find.png"
         figure.savefig(plot_path, dpi=100)
-        for logger in trainer.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):
-                experiment.add_figure("lr_find", figure)
+        log_figure(trainer.loggers, "lr_find", figure, step=0)
         import matplotlib.pyplot as plt
 
         plt.close(figure)

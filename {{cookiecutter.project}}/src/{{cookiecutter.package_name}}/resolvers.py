@@ -1,10 +1,16 @@
 """OmegaConf resolvers that the configs use; registered before Hydra composes them."""
 
+import datetime as dt
 import functools
 import os
 import secrets
+from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
+
+from .distributed import launched_externally
 
 
 @functools.cache
@@ -12,17 +18,49 @@ def run_id() -> str:
     """An id shared by every process of one run, and unique between runs.
 
     Ranks started by an external launcher (srun, torchrun) each compose the config
-    themselves, so the id must come from the launcher; otherwise a random token keeps
-    two runs started in the same second apart.
+    themselves, so the id must come from the launcher (or from $RUN_ID, set by hand);
+    otherwise a random token keeps two runs started in the same second apart.
     """
+    if value := os.environ.get("RUN_ID"):
+        return value
     if job := os.environ.get("SLURM_ARRAY_JOB_ID"):
         return f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
-    for variable in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "RUN_ID"):
-        if (value := os.environ.get(variable)) and value != "none":
-            return value
+    if value := os.environ.get("SLURM_JOB_ID"):
+        return value
+    if (value := os.environ.get("TORCHELASTIC_RUN_ID")) is not None:
+        if value == "none":
+            # torchrun's default id when nodes meet at --master-addr/--master-port: the same for every run.
+            raise ValueError(
+                "torchrun was started without --rdzv-id, so its ranks cannot agree on a run folder. Pass "
+                "--rdzv-id=<an id that is the same on every node and new for each run> to torchrun, "
+                "or set RUN_ID=<that id> in the environment of every node."
+            )
+        return value
     return secrets.token_hex(3)
 
 
+@functools.cache
+def run_name() -> str:
+    """A run folder's name: ``<date>_<time>_<id>``, or only the id when a launcher started the ranks.
+
+    Ranks started by srun or torchrun compose the config seconds apart, and a requeued SLURM
+    job must find its folder again, so they cannot use the clock; their id is shared and unique.
+    """
+    if launched_externally() or os.environ.get("RUN_ID"):
+        return run_id()
+    return f"{dt.datetime.now():%Y-%m-%d_%H-%M-%S}_{run_id()}"
+
+
+def sweep_name() -> str | None:
+    """The name of the sweep folder a multirun job belongs to (W&B groups a sweep's runs by it); None otherwise."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("run_id"):
-        OmegaConf.register_new_resolver("run_id", run_id)
+    # Cached in the config, so a job that Hydra re-composes from a sweep (e.g. on a SLURM node)
+    # keeps the names its sweep resolved when it was launched.
+    for name, resolver in (("run_id", run_id), ("run_name", run_name), ("sweep_name", sweep_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver, use_cache=True)

@@ -18,21 +18,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .distributed import is_global_zero
+from .secret_env import redact
+
 PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb")
 
 
-def is_global_zero() -> bool:
-    # The variables every launcher we support sets; LOCAL_RANK alone is set by Lightning's own.
-    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if variable in os.environ:
-            return int(os.environ[variable]) == 0
-    return True
-
-
 def write_json(path: Path, data: dict) -> None:
-    """Write atomically, so that a reader never sees half a file."""
+    """Write atomically, so that a reader never sees half a file; secrets are redacted."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(data, indent=2, default=str)
+    tmp.write_text(redact(text) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -68,7 +64,7 @@ def print_config(cfg: DictConfig) -> None:
 
     tree = rich.tree.Tree("config", guide_style="dim")
     for key, value in cfg.items():
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value)
+        text = redact(OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value))
         tree.add(f"[bold]{key}").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
     rich.print(tree)
 
@@ -110,7 +106,8 @@ class RunRecord:
         }
         if is_global_zero():
             output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+            resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+            (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved), encoding="utf-8")
             write_json(
                 output_dir / "provenance.json",
                 {
@@ -161,11 +158,3 @@ class RunRecord:
         self.data["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         self.data["error"] = f"{type(error).__name__}: {error}"
         self._write()
-
-
-def finish_wandb(failed: bool) -> None:
-    """End the W&B run, also after a failure: its service process would otherwise linger,
-    and the next run of a multirun would log into this one."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)

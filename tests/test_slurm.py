@@ -1,0 +1,182 @@
+"""A baked project on a real SLURM cluster (slurmctld + two slurmd on localhost, see slurm_cluster.py).
+
+Jobs are submitted the way users submit them, ``python train.py -m cluster=slurm ...``, through
+hydra-submitit-launcher and sbatch; they train digits on CPU for a few seconds.
+"""
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+# Each emulated node has one CPU.
+SLURM = ["cluster=slurm", "hydra.launcher.cpus_per_task=1"]
+TINY = ["trainer.accelerator=cpu", "test=false"]
+
+
+@pytest.fixture
+def env(slurm, installed_project, tmp_path):
+    return {
+        **slurm.env,
+        # Ranks meet at $MASTER_ADDR; "node1" is no host name here.
+        "MASTER_ADDR": "127.0.0.1",
+        "LOG_DIR": str(tmp_path / "logs"),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        # The jobs import the project even if another test session uninstalls it meanwhile.
+        "PYTHONPATH": str(installed_project / "src"),
+        # The job script runs `python`: this environment's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+def sweep_dir(env: dict) -> Path:
+    (found,) = (Path(env["LOG_DIR"]) / "train" / "multiruns").iterdir()
+    return found
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def run_folders(sweep: Path) -> list[str]:
+    return sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def submitit_logs(sweep: Path) -> dict[str, str]:
+    """The job logs submitit keeps per task: ``<job id>_<task>_log.out`` -> text."""
+    return {path.name: path.read_text() for path in sweep.glob(".submitit/*/*_log.out")}
+
+
+def test_sweep_is_a_job_array_with_a_parallelism_limit(installed_project, env):
+    run(
+        sys.executable, "train.py", "-m", *SLURM, *TINY, "trainer.max_epochs=1", "seed=1,2",
+        "hydra.launcher.array_parallelism=1", cwd=installed_project, env=env, timeout=300,
+    )  # fmt: skip
+    sweep = sweep_dir(env)
+    (script,) = sweep.glob(".submitit/*/*_submission.sh")
+    assert "#SBATCH --array=0-1%1" in script.read_text()
+    runs = [sweep / "0", sweep / "1"]
+    for run_dir, seed in zip(runs, (1, 2), strict=True):
+        assert summary(run_dir)["status"] == "completed"
+        assert f"seed: {seed}" in (run_dir / "config_resolved.yaml").read_text()
+    # Each task had an allocation of its own, one after the other although two nodes were free.
+    job_ids = {re.search(r"job_id=(\S+?),", log)[1] for log in submitit_logs(sweep).values()}
+    assert len(job_ids) == 2
+    first, second = sorted((summary(d) for d in runs), key=lambda record: record["started_at"])
+    end_of_first = dt.datetime.fromisoformat(first["started_at"]).timestamp() + first["wall_time_s"]
+    assert dt.datetime.fromisoformat(second["started_at"]).timestamp() >= end_of_first - 1
+
+
+def test_two_node_job_trains_across_both_nodes(installed_project, env):
+    run(
+        sys.executable, "train.py", "-m", *SLURM, *TINY, "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2",
+        "trainer.max_epochs=2", cwd=installed_project, env=env, timeout=300,
+    )  # fmt: skip
+    sweep = sweep_dir(env)
+    record = summary(sweep / "0")
+    assert record["status"] == "completed"
+    # 1293 training digits split between two ranks: ceil(647 / 64) = 11 steps per epoch, not 21.
+    assert record["global_step"] == 2 * 11
+    logs = submitit_logs(sweep)
+    assert len(logs) == 2, logs.keys()
+    assert {re.search(r"node=(\d)\(2\)", log)[1] for log in logs.values()} == {"0", "1"}
+    assert {re.search(r"global_rank=(\d)\(2\)", log)[1] for log in logs.values()} == {"0", "1"}
+    assert run_folders(sweep) == ["0"]
+
+
+def test_plain_sbatch_script_trains_in_the_folder_of_its_job(installed_project, env, slurm, tmp_path):
+    submitted = run(
+        "sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1", f"--output={tmp_path}/%j.out",
+        "scripts/slurm_job.sh", *TINY, "trainer.max_epochs=1", cwd=installed_project, env=env, timeout=300,
+    )  # fmt: skip
+    job_id = submitted.stdout.strip()
+    slurm.wait(job_id)
+    # Named by the job alone, so that a requeued job (same id, later start) finds its folder again.
+    run_dir = Path(env["LOG_DIR"]) / "train" / "runs" / job_id
+    output = (tmp_path / f"{job_id}.out").read_text()
+    assert (run_dir / "summary.json").is_file() and summary(run_dir)["status"] == "completed", output[-3000:]
+
+
+def scalar_steps(tensorboard: Path) -> dict[str, list[int]]:
+    """Every step each scalar was written at, over all event files, in writing order."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps = defaultdict(list)
+    for path in sorted(tensorboard.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                steps[value.tag].append(event.step)
+    return steps
+
+
+def test_requeued_job_resumes_in_its_run_dir(installed_project, env, slurm, tmp_path):
+    training = [
+        *TINY, "data.batch_size=32", "trainer.max_epochs=5",
+        "trainer.log_every_n_steps=10", "callbacks.early_stopping=null", "logger=many",
+    ]  # fmt: skip
+    # The same training without SLURM and without interruption, side by side, for comparison.
+    reference = start([sys.executable, "train.py", *training], installed_project, env, tmp_path / "reference.out")
+    submitter = start(
+        [sys.executable, "train.py", "-m", *SLURM, *training], installed_project, env, tmp_path / "sub.out"
+    )
+    try:
+        last = wait_for(lambda: next(Path(env["LOG_DIR"]).glob("train/multiruns/*/0/checkpoints/last.ckpt"), None))
+        run_dir = last.parents[1]
+        (script,) = run_dir.parent.glob(".submitit/*/*_submission.sh")
+        job_id = script.name.partition("_")[0]
+        # What SLURM sends signal_delay_s before the time limit (--signal=USR1@...): Lightning checkpoints, requeues.
+        slurm.command("scancel", "--signal=USR1", job_id)
+        submitter.wait(timeout=300)
+        reference.wait(timeout=300)
+    finally:
+        submitter.kill()
+        reference.kill()
+    assert submitter.returncode == 0, (tmp_path / "sub.out").read_text()[-5000:]
+    assert reference.returncode == 0, (tmp_path / "reference.out").read_text()[-5000:]
+    assert "Restarts=1" in slurm.command("scontrol", "show", "job", job_id).stdout
+    log = (run_dir / "train.log").read_text()
+    assert re.search(r"Restoring states from the checkpoint path at .*/0/hpc_ckpt_1\.ckpt", log), log[-3000:]
+
+    record = summary(run_dir)
+    (reference_dir,) = (Path(env["LOG_DIR"]) / "train" / "runs").iterdir()
+    uninterrupted = summary(reference_dir)
+    assert record["status"] == uninterrupted["status"] == "completed"
+    assert (record["global_step"], record["epoch"]) == (uninterrupted["global_step"], uninterrupted["epoch"])
+    assert run_folders(run_dir.parent) == ["0"]
+    assert len(list(run_dir.glob("hpc_ckpt_*.ckpt"))) <= 1
+
+    # The same TensorBoard folder and W&B run go on, and no step is written twice.
+    assert not [p for p in (run_dir / "tensorboard").iterdir() if p.is_dir()], "no version_N folder"
+    steps = scalar_steps(run_dir / "tensorboard")
+    for tag in ("train/loss_step", "val/loss"):
+        assert steps[tag] == sorted(set(steps[tag])), (tag, steps[tag])
+    assert len(steps["val/loss"]) == len(scalar_steps(reference_dir / "tensorboard")["val/loss"]) == 5
+    wandb_id = (run_dir / "wandb_id").read_text().strip()
+    offline_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in offline_runs)
+
+
+def start(command: list[str], cwd: Path, env: dict, output: Path) -> subprocess.Popen:
+    with output.open("w") as file:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=file, stderr=subprocess.STDOUT)
+
+
+def wait_for(find, timeout: float = 240, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (found := find()) is not None:
+            return found
+        time.sleep(every)
+    raise TimeoutError(f"nothing found after {timeout} s")

@@ -1,0 +1,13 @@
+from .digits import DigitsDataModule
+from .in_memory import DatasetNotFoundError, InMemoryDataModule, TensorBatchDataset
+from .vision import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "DatasetNotFoundError",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "InMemoryDataModule",
+    "MNISTDataModule",
+    "TensorBatchDataset",
+]

@@ -1,0 +1,38 @@
+"""A digits data module that reports what each rank of a distributed run sees.
+
+Used as ``data._target_=probe.ProbedDigits`` (with ``tests/`` on PYTHONPATH) by the tests that
+start real processes: every ``prepare_data`` call leaves a file in ``$PROBE_DIR``, and every
+rank writes its view of the run (rank, run folder, overrides, hyperparameters, validation
+examples) to ``$PROBE_DIR/rank<global rank>.json``.
+"""
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from {{ cookiecutter.package_name }}.data import DigitsDataModule
+
+
+class ProbedDigits(DigitsDataModule):
+    def prepare_data(self) -> None:
+        (Path(os.environ["PROBE_DIR"]) / f"prepare_data-{uuid.uuid4().hex}").touch()
+
+    def setup(self, stage: str | None = None) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        super().setup(stage)
+        trainer = self.trainer
+        hydra = HydraConfig.get()
+        view = {
+            "global_rank": trainer.global_rank,
+            "node_rank": trainer.node_rank,
+            "world_size": trainer.world_size,
+            "run_dir": hydra.runtime.output_dir,
+            "overrides": list(hydra.overrides.task),
+            "data": dict(self.hparams),
+            "model": trainer.lightning_module.hparams,
+            "val_indices": list(self.val_dataloader().sampler),
+        }
+        path = Path(os.environ["PROBE_DIR"]) / f"rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(view, default=str), encoding="utf-8")
