@@ -33,7 +33,7 @@ demo: venv
 	@echo "Run folder: $$(ls -d $(DEMO)/logs/train/runs/* | tail -n 1)"
 
 # Training throughput of a baked project against a hand-written PyTorch loop (README: Performance).
-# BENCH_ARGS="--threads 1 --repeats 2" is how the README's table was measured on a shared machine.
+# BENCH_ARGS="--threads 1 --repeats 3" is how the README's table was measured on a shared machine.
 bench: venv
 	$(PY) benchmarks/throughput.py $(BENCH_ARGS)
 

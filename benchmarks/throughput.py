@@ -12,7 +12,8 @@ the training epochs after the first, validation excluded:
 
 Works: the MLP on MNIST-format data (batch 128) and the ``cnn`` ResNet on CIFAR-10-format data
 (batch 512; on CPU a subset of it, as one CPU epoch of the full set takes a quarter of an hour).
-CPU always, CUDA when present (plus fused optimizers, torch.compile and bf16 autocast there).
+CPU always, CUDA when present; besides the plain loop, the loop with a fused optimizer (as the baked
+Classifier uses on both) and with torch.compile, and on CUDA in bf16 autocast.
 Only ratios from one run mean anything: the same machine drifts ~10% from run to run.
 
     python benchmarks/throughput.py                 # the full benchmark (make bench)
@@ -242,7 +243,7 @@ RAW_VARIANTS = {
     # name: (keyword arguments of run_raw, precision, devices)
     "raw eager": ({}, "32", ("cpu", "cuda")),
     "raw compile": ({"compiled": True}, "32", ("cpu",)),
-    "raw fused": ({"fused": True}, "32", ("cuda",)),
+    "raw fused": ({"fused": True}, "32", ("cpu", "cuda")),
     "raw compile + fused": ({"fused": True, "compiled": True}, "32", ("cuda",)),
     "raw bf16 + fused": ({"fused": True, "bf16": True}, "bf16", ("cuda",)),
     "raw bf16 + compile + fused": ({"fused": True, "compiled": True, "bf16": True}, "bf16", ("cuda",)),

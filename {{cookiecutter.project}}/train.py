@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> float | None:
     from {{cookiecutter.package_name}}.components import build_callbacks, build_loggers
     from {{cookiecutter.package_name}}.distributed import check_multirun_launch
     from {{cookiecutter.package_name}}.lr_finder import find_lr
-    from {{cookiecutter.package_name}}.performance import configure_torch
+    from {{cookiecutter.package_name}}.performance import NoProfiler, configure_torch
     from {{cookiecutter.package_name}}.requeue import resume_path
     from {{cookiecutter.package_name}}.sweeps import continue_sweep
 
@@ -59,7 +59,9 @@ def train(cfg: DictConfig) -> float | None:
             has_scheduler=cfg.model.scheduler is not None,
             bookkeeping=bookkeeping,
         )
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=cfg.trainer.profiler or NoProfiler()
+        )
         check_multirun_launch(trainer)
         hparams.log_config(trainer.loggers, cfg)
 

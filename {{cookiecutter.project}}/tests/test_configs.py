@@ -66,3 +66,31 @@ def test_scheduler_dict_form(make_cfg):
     assert configured["lr_scheduler"]["monitor"] == cfg.monitor.metric
     assert configured["lr_scheduler"]["interval"] == "epoch"
     assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+@pytest.mark.parametrize("option", group_options("model/optimizer"))
+def test_optimizer_is_fused_unless_the_config_chooses(make_cfg, option):
+    def optimizer_of(*overrides):
+        cfg = make_cfg(f"model/optimizer={option}", *overrides)
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+        configured = model.configure_optimizers()
+        return configured["optimizer"] if isinstance(configured, dict) else configured
+
+    assert optimizer_of().defaults["fused"] is True
+    assert not optimizer_of("+model.optimizer.fused=false").defaults["fused"]
+    chosen = optimizer_of("+model.optimizer.foreach=true").defaults
+    assert chosen["foreach"] is True and not chosen["fused"]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_compiled_model_trains_on_one_batch_shape(make_cfg, compiled):
+    cfg = make_cfg(f"model.compile={compiled}", "data.batch_size=100")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    train_sizes = [len(labels) for _, labels in datamodule.train_dataloader()]
+    n_train = len(datamodule.datasets["train"])
+    assert n_train % 100  # the digits' training split leaves a last, smaller batch
+    assert set(train_sizes) == ({100} if compiled else {100, n_train % 100})
+    # Validation still sees every example.
+    assert sum(len(labels) for _, labels in datamodule.val_dataloader()) == len(datamodule.datasets["val"])

@@ -100,3 +100,11 @@ def test_failed_run_is_recorded(make_cfg, train, tmp_path):
         train(make_cfg("model.net.hidden_dims=[-1]"))
     record = summary(tmp_path / "run")
     assert record["status"] == "failed" and "negative dimension" in record["error"]
+
+
+def test_debug_profiler_reports_where_the_time_went(make_cfg, train, caplog):
+    # The default run swaps Lightning's no-op profiler for a cheaper one; a configured profiler still wins.
+    with caplog.at_level("INFO", logger="pytorch_lightning.profilers"):
+        train(make_cfg("debug=profiler", "test=false"))
+    report = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Profiler Report" in report and "run_training_batch" in report

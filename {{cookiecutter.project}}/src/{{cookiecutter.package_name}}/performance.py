@@ -1,6 +1,9 @@
-"""Process-wide torch settings for speed, applied once at the start of a run."""
+"""Process-wide torch settings for speed, applied once at the start of a run, and a profiler that costs nothing."""
 
+import contextlib
 import os
+
+from pytorch_lightning.profilers import PassThroughProfiler
 
 
 def configure_torch(matmul_precision: str) -> None:
@@ -14,3 +17,18 @@ def configure_torch(matmul_precision: str) -> None:
     # MLP's step on a CPU). Without a GPU there is no CUDA to protect.
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and not torch.cuda.is_available():
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+
+
+class NoProfiler(PassThroughProfiler):
+    """Lightning's "no profiler", minus its cost.
+
+    Lightning wraps every hook call in ``profiler.profile(...)``, ~130 times per training step with
+    the default callbacks. The PassThroughProfiler's context manager is a generator that costs
+    ~1.5 us per use, a shared ``nullcontext`` ~0.2 us: the benchmark's MLP step on a CPU went from
+    2.47 to 2.21 ms. ``trainer.profiler=simple`` (or ``debug=profiler``) still replaces it.
+    """
+
+    _nothing = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
+        return self._nothing

@@ -1,10 +1,14 @@
 """Stop at the first NaN or infinite training loss, before a checkpoint can save the broken weights.
 
 ``EarlyStopping(check_finite=True)`` only sees the monitored validation metric, and Lightning's
-``detect_anomaly`` slows every backward pass. Here each step folds ``isfinite(loss)`` into a
-tensor on the loss's device (no host-device sync); the host reads it every
-``check_every_n_steps`` steps, before each validation and before each checkpoint.
+``detect_anomaly`` slows every backward pass. On an accelerator each step folds ``isfinite(loss)``
+into a tensor on the loss's device (no host-device sync); the host reads it every
+``check_every_n_steps`` steps, before each validation and before each checkpoint. On a CPU,
+reading the loss costs less than those kernels, so every step is checked at once
+(``read_every_step``: null picks by device, true or false forces either way).
 """
+
+import math
 
 import pytorch_lightning as pl
 import torch
@@ -17,8 +21,9 @@ class NonFiniteLossError(FloatingPointError):
 class FiniteLossGuard(pl.Callback):
     NONE_YET = 2**62
 
-    def __init__(self, check_every_n_steps: int = 50):
+    def __init__(self, check_every_n_steps: int = 50, read_every_step: bool | None = None):
         self.check_every_n_steps = max(1, int(check_every_n_steps))
+        self.read_every_step = read_every_step
         # Global step of the first non-finite loss, NONE_YET while all are finite.
         self._first_bad: torch.Tensor | None = None
 
@@ -28,6 +33,11 @@ class FiniteLossGuard(pl.Callback):
             return
         # global_step has already counted this batch's optimizer step.
         step = trainer.global_step
+        read_now = loss.device.type == "cpu" if self.read_every_step is None else self.read_every_step
+        if read_now:
+            if not math.isfinite(loss.item()):
+                raise NonFiniteLossError(self._message(trainer, step))
+            return
         if self._first_bad is None or self._first_bad.device != loss.device:
             self._first_bad = torch.full((), self.NONE_YET, dtype=torch.long, device=loss.device)
         # Three small kernels, queued without waiting for the GPU.

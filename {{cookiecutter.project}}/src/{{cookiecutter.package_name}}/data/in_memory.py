@@ -70,6 +70,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         augment: bool = False,
         prepare_data_per_node: bool = True,
+        drop_last: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -96,7 +97,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             "test": TensorBatchDataset(*arrays["test"]),
         }
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
         dataset = self.datasets[split]
         world_size = self.trainer.world_size if self.trainer is not None else 1
         sampler = None
@@ -119,6 +120,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory and self._on_gpu(),
             persistent_workers=self.hparams.num_workers > 0,
+            drop_last=drop_last,
             collate_fn=keep_batch,
         )
 
@@ -126,7 +128,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        # Only training drops its last, smaller batch (drop_last): evaluation counts every example.
+        return self._loader("train", self.hparams.batch_size, shuffle=True, drop_last=self.hparams.drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
