@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,18 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 import train as train_script  # noqa: E402  (the entry point registers the config resolvers)
+
+
+def summary(run_dir: Path) -> dict:
+    """A run's summary.json."""
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def subprocess_env(log_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of ``python train.py`` started by a test: the package and tests/ importable,
+    runs under ``log_dir``, W&B offline."""
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "LOG_DIR": str(log_dir), "WANDB_MODE": "offline", **extra}
 
 
 def group_options(group: str) -> list[str]:

@@ -5,7 +5,6 @@ module, which reports what every rank saw (see probe.py).
 """
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 
 from {{ cookiecutter.package_name }} import distributed, resolvers
 
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS, ROOT, subprocess_env, summary
 
 # Digits leave 1438 examples for fitting; a val_fraction of 0.105 takes 151 of them, an odd number:
 # two ranks get 76 and 75, and with batches of 25 they run 4 and 3 validation batches.
@@ -28,8 +27,7 @@ SHORT = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "test=false", 
 def process_env(tmp_path: Path) -> dict:
     probes = tmp_path / "probes"
     probes.mkdir(exist_ok=True)
-    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "LOG_DIR": str(tmp_path / "logs"), "PROBE_DIR": str(probes)}
+    return subprocess_env(tmp_path / "logs", PROBE_DIR=str(probes))
 
 
 def run_train(*overrides: str, env: dict, expect_ok: bool = True) -> subprocess.CompletedProcess:
@@ -84,11 +82,11 @@ def test_lightning_launcher_one_run_dir_and_exact_validation(tmp_path):
     assert [len(view["val_indices"]) for view in views] == [76, 75]
     assert sorted(views[0]["val_indices"] + views[1]["val_indices"]) == list(range(151))
 
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed"
-    assert summary["global_step"] == 6
+    record = summary(run_dir)
+    assert record["status"] == "completed"
+    assert record["global_step"] == 6
     assert {path.name for path in (run_dir / "checkpoints").iterdir()} == {
-        Path(summary["best_checkpoint"]).name,
+        Path(record["best_checkpoint"]).name,
         "last.ckpt",
     }
     # Event files are named ...<host>.<pid>.<n>: all of them come from one process, rank 0.
@@ -109,7 +107,7 @@ def test_lightning_launcher_one_run_dir_and_exact_validation(tmp_path):
     (single,) = trainer.validate(model, datamodule=datamodule)
     assert len(datamodule.datasets["val"]) == 151
     for metric in ("val/loss", "val/acc"):
-        assert summary["metrics"][metric] == pytest.approx(single[metric], rel=1e-6, abs=1e-7), metric
+        assert record["metrics"][metric] == pytest.approx(single[metric], rel=1e-6, abs=1e-7), metric
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
 
@@ -151,8 +149,8 @@ def test_torchrun_two_node_groups_train_one_model(tmp_path, per_node, prepare_ca
     assert [view["node_rank"] for view in views] == [0, 1]
     assert views[0]["run_dir"] == str(run_dir)
     assert calls == prepare_calls
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["global_step"] == 6
+    record = summary(run_dir)
+    assert record["status"] == "completed" and record["global_step"] == 6
 
 
 @pytest.mark.slow
@@ -169,8 +167,8 @@ def test_multirun_with_lightning_launcher_is_refused(tmp_path):
     assert not (logs / "runs").exists()
     (sweep,) = (logs / "multiruns").iterdir()
     assert sorted(path.name for path in sweep.iterdir()) == ["0", "multirun.yaml"]
-    summary = json.loads((sweep / "0" / "summary.json").read_text())
-    assert summary["status"] == "failed" and "MultirunLaunchError" in summary["error"]
+    record = summary(sweep / "0")
+    assert record["status"] == "failed" and "MultirunLaunchError" in record["error"]
 
 
 def test_no_config_builds_a_path_from_the_job_name():

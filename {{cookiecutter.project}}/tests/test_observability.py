@@ -1,6 +1,5 @@
 """What a run shows: TensorBoard images, hparams and system readings read back, the LR finder, device checks."""
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -14,9 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from {{ cookiecutter.package_name }} import devices
 from {{ cookiecutter.package_name }}.callbacks import SystemMonitor, validation_images
 
-
-def summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
+from conftest import summary
 
 
 def events(run_dir: Path) -> EventAccumulator:

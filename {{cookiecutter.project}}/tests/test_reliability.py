@@ -3,9 +3,7 @@
 The slow tests start ``train.py`` as a real process (and SIGKILL it); the others train in process.
 """
 
-import json
 import logging
-import os
 import random
 import shutil
 import signal
@@ -21,7 +19,7 @@ from pytorch_lightning import Callback
 from {{ cookiecutter.package_name }}.callbacks import NonFiniteLossError
 from {{ cookiecutter.package_name }}.secret_env import REDACTED, redact_logs
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env, summary
 
 # A short deterministic run: a few batches per epoch.
 SHORT = [
@@ -35,15 +33,6 @@ SHORT = [
 ]
 # ... without a logger or a test phase.
 QUIET = [*SHORT, "logger=none", "test=false"]
-
-
-def summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
-
-
-def environment(log_dir: Path, **extra: str) -> dict:
-    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "LOG_DIR": str(log_dir), "WANDB_MODE": "offline", **extra}
 
 
 def only_run_dir(log_dir: Path) -> Path:
@@ -85,7 +74,7 @@ def test_bad_override_fails_fast_saying_what_to_do(tmp_path, case):
     if case == "slurm without sbatch":
         pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     # No sbatch on PATH (CI installs SLURM); the interpreter is called by its full path.
-    env = environment(tmp_path / "logs", PATH=str(tmp_path))
+    env = subprocess_env(tmp_path / "logs", PATH=str(tmp_path))
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -103,7 +92,7 @@ def test_bad_override_fails_fast_saying_what_to_do(tmp_path, case):
 def test_slurm_cluster_without_sbatch_says_what_to_do(tmp_path):
     if not (ROOT / "configs" / "cluster" / "slurm.yaml").is_file():
         pytest.skip("baked without SLURM presets")
-    env = environment(tmp_path / "logs", PATH=str(tmp_path))
+    env = subprocess_env(tmp_path / "logs", PATH=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "train.py", "-m", "cluster=slurm"], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -149,7 +138,7 @@ def test_a_killed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3)}, last)
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(last)], env=environment(tmp_path), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(last)], env=subprocess_env(tmp_path), stdout=subprocess.PIPE, text=True
     )
     assert writer.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 60
@@ -173,12 +162,12 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     # The kill lands after at most 4 of the 10 epochs (+0.2 s), while the run still trains even on a fast machine.
     overrides = ["trainer.max_epochs=10", "model.net.dropout=0.1", *QUIET]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    uninterrupted = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=ROOT, env=environment(straight))
+    uninterrupted = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=ROOT, env=subprocess_env(straight))
 
     run = subprocess.Popen(
         [sys.executable, "train.py", *overrides],
         cwd=ROOT,
-        env=environment(killed),
+        env=subprocess_env(killed),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -203,7 +192,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     torch.load(killed_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
     subprocess.run(
-        [sys.executable, "train.py", *overrides, "ckpt_path=last"], cwd=ROOT, env=environment(killed), check=True
+        [sys.executable, "train.py", *overrides, "ckpt_path=last"], cwd=ROOT, env=subprocess_env(killed), check=True
     )
     assert uninterrupted.wait(timeout=300) == 0
     (resumed_dir,) = {p for p in (killed / "train" / "runs").iterdir()} - {killed_dir}
@@ -356,7 +345,7 @@ def test_secrets_never_reach_the_run_folder(tmp_path):
     shutil.copy(ROOT / "train.py", project)
     shutil.copytree(ROOT / "configs", project / "configs")
     (project / ".env").write_text(f"HF_TOKEN={FAKE_HF_TOKEN}\n")
-    env = environment(tmp_path / "logs", WANDB_API_KEY=FAKE_WANDB_KEY)
+    env = subprocess_env(tmp_path / "logs", WANDB_API_KEY=FAKE_WANDB_KEY)
     env.pop("PROJECT_ROOT", None)
     loggers = "logger=many" if (ROOT / "configs" / "logger" / "wandb.yaml").is_file() else "logger=tensorboard"
     subprocess.run(

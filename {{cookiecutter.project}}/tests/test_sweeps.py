@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from hydra_plugins.{{ cookiecutter.package_name }}_optuna import OptunaSweeper, search_space
 from {{ cookiecutter.package_name }}.sweeps import CSV_NAME, PLOT_NAME, SweepResults
 
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS, ROOT, subprocess_env, summary
 
 # A few batches of one epoch: each job takes a second or two once torch is imported.
 TINY = (
@@ -31,22 +31,15 @@ def train_command(*overrides: str) -> list[str]:
     return [sys.executable, "train.py", *overrides, *TINY]
 
 
-def environment(tmp_path: Path) -> dict[str, str]:
-    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "LOG_DIR": str(tmp_path / "logs"), "WANDB_MODE": "offline"}
-
-
 def run(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        command, cwd=ROOT, env=subprocess_env(tmp_path / "logs"), capture_output=True, text=True, timeout=300
+    )
 
 
 def results(sweep_dir: Path) -> list[dict[str, str]]:
     with (sweep_dir / CSV_NAME).open(newline="") as file:
         return list(csv.DictReader(file))
-
-
-def summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
 
 
 @pytest.mark.slow
@@ -84,7 +77,7 @@ def test_optuna_search_resumes_after_being_killed(tmp_path):
     first = subprocess.Popen(
         command,
         cwd=ROOT,
-        env=environment(tmp_path),
+        env=subprocess_env(tmp_path / "logs"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

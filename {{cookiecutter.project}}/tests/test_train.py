@@ -11,11 +11,7 @@ import torch
 from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, MNISTDataModule
 from {{ cookiecutter.package_name }}.models import Classifier
 
-from conftest import group_options
-
-
-def summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
+from conftest import group_options, summary
 
 
 @pytest.mark.parametrize("data", group_options("data"))

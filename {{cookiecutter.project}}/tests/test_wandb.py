@@ -1,7 +1,6 @@
 """Weights & Biases offline: the run's own files read back, one W&B run per run, nothing left running."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from wandb.proto import wandb_internal_pb2
 
 from {{ cookiecutter.package_name }}.wandb_run import ID_FILE, choose_id, store_id
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env, summary
 
 SECRET = "hunter2-hunter2-hunter2"
 
@@ -133,14 +132,14 @@ def test_run_id_order(tmp_path):
 
 def test_disabled_mode_writes_nothing(make_cfg, train, tmp_path):
     train(make_cfg("logger=wandb", "logger.wandb.mode=disabled", "debug=limit", "trainer.max_epochs=1", "test=false"))
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
+    assert summary(tmp_path / "run")["status"] == "completed"
     assert not list((tmp_path / "run").glob("wandb/*run-*"))
 
 
 @pytest.mark.slow
 def test_only_rank_zero_logs_in_ddp(tmp_path):
     """Two gloo processes started by Lightning: one W&B run and one TensorBoard writer, both in rank 0."""
-    env = {**os.environ, "LOG_DIR": str(tmp_path), "PYTHONPATH": str(ROOT / "src")}
+    env = subprocess_env(tmp_path)
     command = [sys.executable, "train.py", "trainer=ddp_cpu", "logger=many", "debug=limit", "test=false"]
     command += ["callbacks.validation_images.every_n_epochs=1", "callbacks.progress_bar=null"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
