@@ -94,3 +94,18 @@ def test_compiled_model_trains_on_one_batch_shape(make_cfg, compiled):
     assert set(train_sizes) == ({100} if compiled else {100, n_train % 100})
     # Validation still sees every example.
     assert sum(len(labels) for _, labels in datamodule.val_dataloader()) == len(datamodule.datasets["val"])
+
+
+@pytest.mark.parametrize("name", ["model_checkpoint", "early_stopping"])
+def test_monitors_keep_lightnings_state_keys(make_cfg, name):
+    # Checkpoints store callback states under these keys: ours must match Lightning's to load either way.
+    from omegaconf import OmegaConf
+    from pytorch_lightning import callbacks
+
+    cfg = make_cfg(f"callbacks.{name}.monitor=val/acc", f"callbacks.{name}.mode=max")
+    settings = OmegaConf.to_container(cfg.callbacks[name], resolve=True)
+    ours = instantiate(settings)
+    lightnings = getattr(callbacks, type(ours).__name__)(**{k: v for k, v in settings.items() if k != "_target_"})
+    assert type(ours) is not type(lightnings) and isinstance(ours, type(lightnings))
+    assert ours.state_key == lightnings.state_key and "val/acc" in ours.state_key
+    assert ours.state_key is ours.state_key

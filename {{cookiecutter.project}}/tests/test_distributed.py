@@ -81,6 +81,14 @@ def test_lightning_launcher_one_run_dir_and_exact_validation(tmp_path):
     # Every validation example is seen once, by exactly one rank: 76 + 75, nothing repeated.
     assert [len(view["val_indices"]) for view in views] == [76, 75]
     assert sorted(views[0]["val_indices"] + views[1]["val_indices"]) == list(range(151))
+    # Lightning put its DistributedSampler inside our TensorBatchSampler: in each epoch (3 batches) the
+    # ranks train on full batches of different examples, and each epoch comes in a new order.
+    batch_size = views[0]["data"]["batch_size"]
+    for epoch in range(2):
+        epoch_batches = slice(3 * epoch, 3 * epoch + 3)
+        rank0, rank1 = ({i for batch in view["train_batches"][epoch_batches] for i in batch} for view in views)
+        assert len(rank0) == len(rank1) == 3 * batch_size and not rank0 & rank1
+    assert views[0]["train_batches"][:3] != views[0]["train_batches"][3:]
 
     record = summary(run_dir)
     assert record["status"] == "completed"

@@ -104,3 +104,45 @@ def test_debug_profiler_reports_where_the_time_went(make_cfg, train, caplog):
         train(make_cfg("debug=profiler", "test=false"))
     report = "\n".join(record.getMessage() for record in caplog.records)
     assert "Profiler Report" in report and "run_training_batch" in report
+
+
+@pytest.mark.parametrize("data", group_options("data"))
+def test_batches_are_normalized_without_touching_the_data(make_cfg, data):
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(make_cfg(f"data={data}", "data.augment=false").data)
+    datamodule.setup("fit")
+    images, labels = next(iter(datamodule.val_dataloader()))
+    mean, std = torch.tensor(datamodule.mean).view(1, -1, 1, 1), torch.tensor(datamodule.std).view(1, -1, 1, 1)
+    expected = (images.double() / datamodule.pixel_max - mean) / std
+    normalized, _ = datamodule.on_after_batch_transfer((images, labels), 0)
+    assert normalized.dtype == torch.float32
+    torch.testing.assert_close(normalized.double(), expected, rtol=1e-5, atol=1e-5)
+    # A batch that is already float is normalized on a copy, never in place.
+    as_float = images.float()
+    datamodule.on_after_batch_transfer((as_float, labels), 0)
+    assert torch.equal(as_float, images.float())
+
+
+def test_lightning_notes_the_running_hook_where_fast_hook_names_stores_it(make_cfg):
+    # FastHookNames (performance.py) speeds up one attribute, by its name: this fails if Lightning renames it.
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    cfg = make_cfg()
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    seen = []
+    training_step = model.training_step
+
+    def noting_training_step(*args):
+        seen.append(vars(model).get("_current_fx_name"))
+        return training_step(*args)
+
+    model.training_step = noting_training_step
+    trainer = pl.Trainer(
+        accelerator="cpu", fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(model, datamodule=datamodule)
+    assert seen == ["training_step", "training_step"]
+    assert "_current_fx_name" not in model._parameters and "_current_fx_name" not in model._buffers

@@ -31,13 +31,13 @@ class FiniteLossGuard(pl.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        # global_step has already counted this batch's optimizer step.
-        step = trainer.global_step
         read_now = loss.device.type == "cpu" if self.read_every_step is None else self.read_every_step
         if read_now:
             if not math.isfinite(loss.item()):
-                raise NonFiniteLossError(self._message(trainer, step))
+                raise NonFiniteLossError(self._message(trainer, trainer.global_step))
             return
+        # global_step has already counted this batch's optimizer step.
+        step = trainer.global_step
         if self._first_bad is None or self._first_bad.device != loss.device:
             self._first_bad = torch.full((), self.NONE_YET, dtype=torch.long, device=loss.device)
         # Three small kernels, queued without waiting for the GPU.

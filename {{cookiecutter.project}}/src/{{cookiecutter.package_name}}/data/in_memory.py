@@ -1,10 +1,10 @@
 """A LightningDataModule for datasets that fit in memory as tensors.
 
-Batches are tensor slices (``TensorBatchDataset.__getitems__``) instead of lists of
-samples stacked by ``collate``, yet they still flow through a DataLoader and a
-sampler, so Lightning can swap in a DistributedSampler. Images stay ``uint8`` until
-they reach the device, where ``on_after_batch_transfer`` scales, normalizes and
-(for training) augments whole batches.
+Batches are rows picked by one ``index_select`` (``TensorBatchDataset.__getitems__``)
+with the indices a tensor (``TensorBatchSampler``), instead of lists of samples stacked by
+``collate``, yet they still flow through a DataLoader and a sampler, so Lightning can swap
+in a DistributedSampler. Images stay ``uint8`` until they reach the device, where
+``on_after_batch_transfer`` scales, normalizes and (for training) augments whole batches.
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .sampling import EpochShuffle, loader_generator
+from .sampling import EpochShuffle, TensorBatchSampler, loader_generator
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -97,51 +97,53 @@ class InMemoryDataModule(pl.LightningDataModule):
             "test": TensorBatchDataset(*arrays["test"]),
         }
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        dataset = self.datasets[split]
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        sampler = None
-        if shuffle:
-            # The same order in a resumed run as in an uninterrupted one (sampling.py).
-            sampler = EpochShuffle(dataset)
-        elif world_size > 1:
-            from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
-            # Lightning's default DistributedSampler pads by repeating examples; evaluation counts each once.
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
-            )
+    def _loader(self, split: str, batching: dict) -> DataLoader:
         return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            # Lightning reads a `shuffle` argument before the sampler's type when it sets up DDP.
-            **({"sampler": sampler} if sampler is not None else {"shuffle": False}),
+            self.datasets[split],
+            **batching,
             generator=loader_generator(),
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory and self._on_gpu(),
             persistent_workers=self.hparams.num_workers > 0,
-            drop_last=drop_last,
             collate_fn=keep_batch,
         )
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
+        if self.trainer is None or self.trainer.world_size == 1:
+            # Lightning reads a `shuffle` argument before the sampler's type when it sets up DDP.
+            return self._loader(split, {"batch_size": batch_size, "shuffle": False})
+        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+        # Lightning's default DistributedSampler pads by repeating examples; evaluation counts each once.
+        sampler = UnrepeatedDistributedSampler(
+            self.datasets[split], num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
+        )
+        return self._loader(split, {"batch_size": batch_size, "sampler": sampler})
 
     def _on_gpu(self) -> bool:
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
-        # Only training drops its last, smaller batch (drop_last): evaluation counts every example.
-        return self._loader("train", self.hparams.batch_size, shuffle=True, drop_last=self.hparams.drop_last)
+        # The same order in a resumed run as in an uninterrupted one (sampling.py). Only training drops
+        # its last, smaller batch (drop_last): evaluation counts every example.
+        sampler = EpochShuffle(self.datasets["train"])
+        batches = TensorBatchSampler(sampler, batch_size=self.hparams.batch_size, drop_last=self.hparams.drop_last)
+        return self._loader("train", {"batch_sampler": batches})
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self._evaluation_loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         scale, shift = self._normalization(images.device)
-        # (images / pixel_max - mean) / std in one multiply-add; crops and flips commute with it.
-        images = torch.addcmul(shift, images.float(), scale)
+        # (images / pixel_max - mean) / std as a multiply and an add, on a fresh float copy. Not one
+        # torch.addcmul: broadcast over channels, it took 3x (an MNIST batch) to 25x (a CIFAR batch of
+        # 512) as long on a CPU. Crops and flips commute with it.
+        images = images.to(torch.float32, copy=True).mul_(scale).add_(shift)
         if self.hparams.augment and self.trainer is not None and self.trainer.training:
             images = augment(images)
         return images, labels.long()

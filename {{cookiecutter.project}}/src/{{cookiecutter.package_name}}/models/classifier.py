@@ -11,6 +11,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..performance import FastHookNames
+
 # Optimizers with a fused implementation (one operation for all parameters instead of several per tensor),
 # used on these devices unless the config sets fused or foreach. On a CPU, fused Adam took a small MLP's
 # optimizer step from ~530 to ~220 us (torch 2.14, one thread).
@@ -29,7 +31,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-class Classifier(pl.LightningModule):
+class Classifier(FastHookNames, pl.LightningModule):
     """Image classifier whose network, optimizer and scheduler come from config.
 
     ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (the latter two with
@@ -64,7 +66,8 @@ class Classifier(pl.LightningModule):
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(2)
         )
         # Training loss and accuracy of the epoch, summed on the device (see training_step).
-        self.train_sums = torch.zeros(2)
+        self.train_loss_sum = torch.zeros(())
+        self.train_correct = torch.zeros((), dtype=torch.long)
         self.train_count = 0
         # Weighted by batch size, and summed exactly across processes at epoch end. NaN is kept, not
         # dropped with a warning (a check that also waits for the GPU): a diverged model shows NaN.
@@ -100,24 +103,24 @@ class Classifier(pl.LightningModule):
         # (profiled: 15% of the MLP's step on a CPU), so the step loss is logged only at the steps
         # that Lightning writes to the loggers (every trainer.log_every_n_steps).
         with torch.no_grad():
-            self.train_sums[0] += loss.detach() * len(y)
-            self.train_sums[1] += (logits.argmax(dim=1) == y).sum()
+            self.train_loss_sum.add_(loss, alpha=len(y))
+            self.train_correct.add_((logits.argmax(dim=1) == y).sum())
         self.train_count += len(y)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self.train_sums = torch.zeros(2, device=self.device)
+        self.train_loss_sum = torch.zeros((), device=self.device)
+        self.train_correct = torch.zeros((), dtype=torch.long, device=self.device)
         self.train_count = 0
 
     def on_train_epoch_end(self) -> None:
         if self.train_count:
             # Every process sees equally many examples (DistributedSampler), so the mean of their
             # means (sync_dist) is the mean over all examples.
-            loss, acc = (self.train_sums / self.train_count).unbind()
-            self.log("train/loss_epoch", loss, sync_dist=True)
-            self.log("train/acc", acc, sync_dist=True)
+            self.log("train/loss_epoch", self.train_loss_sum / self.train_count, sync_dist=True)
+            self.log("train/acc", self.train_correct / self.train_count, sync_dist=True)
 
     def _evaluate(self, batch, stage: str, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> torch.Tensor:
         x, y = batch
