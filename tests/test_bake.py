@@ -89,6 +89,7 @@ DEFAULT_FILES = {
     "src/my_project/callbacks/__init__.py",
     "src/my_project/callbacks/bookkeeping.py",
     "src/my_project/callbacks/finite_loss.py",
+    "src/my_project/callbacks/monitors.py",
     "src/my_project/data/sampling.py",
     "src/my_project/data/__init__.py",
     "src/my_project/data/digits.py",
