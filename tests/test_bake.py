@@ -22,6 +22,7 @@ DEFAULT_FILES = {
     "configs/train.yaml",
     "configs/paths/default.yaml",
     "configs/hydra/default.yaml",
+    "configs/in_memory_data.yaml",
     "configs/callbacks/default.yaml",
     "configs/callbacks/finite_loss.yaml",
     "configs/callbacks/rng_state.yaml",

@@ -235,6 +235,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_cfg, tra
     assert "model.optimizer.lr" in str(error.value) and "gradient_clip_val" in str(error.value)
     record = summary(tmp_path / "run")
     assert record["status"] == "failed" and "global step 9" in record["error"]
+    # Where the run stopped tells the two modes apart.
+    assert record["global_step"] == (9 if read_every_step == "null" else 12)
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == ["epoch000-step000006.ckpt", "last.ckpt"]
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
