@@ -99,7 +99,7 @@ def package_name(project: Path) -> str:
 def write_data(project: Path, work: Work, root: Path) -> Path:
     import importlib
 
-    synthetic = importlib.import_module(f"{package_name(project)}.data.synthetic")
+    synthetic = importlib.import_module(f"{package_name(project)}.harness.synthetic")
     data_dir = root / f"{work.dataset}-{work.images}"
     if not data_dir.exists():
         writer = synthetic.write_mnist if work.dataset == "mnist" else synthetic.write_cifar10
@@ -193,7 +193,7 @@ def run_raw(
     std = torch.tensor(datamodule.std).view(1, -1, 1, 1)
     inputs = ((images.float() / datamodule.pixel_max - mean) / std).to(device)
     targets = labels.to(device)
-    augment = importlib.import_module(type(datamodule).__module__.rsplit(".", 1)[0] + ".in_memory").augment
+    augment = importlib.import_module(type(datamodule).__module__.split(".")[0] + ".harness.in_memory").augment
 
     net = instantiate(cfg.model.net, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
     net = net.to(device)

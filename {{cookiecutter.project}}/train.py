@@ -12,9 +12,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from {{cookiecutter.package_name}}.checks import preflight
-from {{cookiecutter.package_name}}.resolvers import register_resolvers
-from {{cookiecutter.package_name}}.secret_env import load_dotenv, redact_logs
+from {{cookiecutter.package_name}}.harness.checks import preflight
+from {{cookiecutter.package_name}}.harness.resolvers import register_resolvers
+from {{cookiecutter.package_name}}.harness.secret_env import load_dotenv, redact_logs
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 load_dotenv(Path(__file__).resolve().parent / ".env")
@@ -27,14 +27,14 @@ def train(cfg: DictConfig) -> float | None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from {{cookiecutter.package_name}} import devices, hparams, runs, wandb_run
-    from {{cookiecutter.package_name}}.callbacks import Bookkeeping
-    from {{cookiecutter.package_name}}.components import build_callbacks, build_loggers
-    from {{cookiecutter.package_name}}.distributed import check_multirun_launch
-    from {{cookiecutter.package_name}}.lr_finder import find_lr
-    from {{cookiecutter.package_name}}.performance import NoProfiler, configure_torch
-    from {{cookiecutter.package_name}}.requeue import resume_path
-    from {{cookiecutter.package_name}}.sweeps import continue_sweep
+    from {{cookiecutter.package_name}}.harness import contract, devices, hparams, runs, wandb_run
+    from {{cookiecutter.package_name}}.harness.callbacks import Bookkeeping
+    from {{cookiecutter.package_name}}.harness.components import build_callbacks, build_loggers
+    from {{cookiecutter.package_name}}.harness.distributed import check_multirun_launch
+    from {{cookiecutter.package_name}}.harness.lr_finder import find_lr
+    from {{cookiecutter.package_name}}.harness.performance import NoProfiler, configure_torch
+    from {{cookiecutter.package_name}}.harness.requeue import resume_path
+    from {{cookiecutter.package_name}}.harness.sweeps import continue_sweep
 
     redact_logs()
     output_dir = Path(cfg.paths.output_dir)
@@ -48,8 +48,7 @@ def train(cfg: DictConfig) -> float | None:
         devices.check(cfg.trainer.accelerator)
         # A requeued SLURM job continues from its own requeue checkpoint (requeue.py).
         ckpt_path = resume_path(runs.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir), output_dir)
-        datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+        datamodule, model = contract.build(cfg)
         # A failing logger or plot is reported in summary.json; training goes on.
         bookkeeping = Bookkeeping(on_error=lambda errors: record.record(bookkeeping_errors=errors))
         loggers = build_loggers(cfg.logger, bookkeeping, run_dir=output_dir, ckpt_path=ckpt_path)

@@ -35,7 +35,7 @@ def group_options(group: str) -> list[str]:
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """Small MNIST-, Fashion-MNIST- and CIFAR-10-format datasets, made once per session."""
-    from {{ cookiecutter.package_name }}.data.synthetic import write_cifar10, write_mnist
+    from {{ cookiecutter.package_name }}.harness.synthetic import write_cifar10, write_mnist
 
     root = tmp_path_factory.mktemp("data")
     write_mnist(root, n_train=600, n_test=100)

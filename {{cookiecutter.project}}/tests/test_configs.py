@@ -5,7 +5,8 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from {{ cookiecutter.package_name }}.components import build_callbacks, build_loggers
+from {{ cookiecutter.package_name }}.harness import contract
+from {{ cookiecutter.package_name }}.harness.components import build_callbacks, build_loggers
 
 from conftest import group_options
 
@@ -29,11 +30,7 @@ def test_option_instantiates(make_cfg, group, option):
     if not torch.cuda.is_available():
         cfg.trainer.accelerator = "cpu"
         cfg.trainer.precision = "32-true" if cfg.trainer.precision == "bf16-mixed" else cfg.trainer.precision
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
-    with torch.no_grad():
-        logits = model.eval()(torch.zeros(2, *datamodule.input_shape))
-    assert logits.shape == (2, datamodule.num_classes)
+    _, model = contract.build(cfg)
     loggers = build_loggers(cfg.logger)
     callbacks = build_callbacks(cfg.callbacks, has_logger=bool(loggers), has_scheduler=cfg.model.scheduler is not None)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -60,8 +57,7 @@ def test_bad_override_is_refused(make_cfg, override):
 
 def test_scheduler_dict_form(make_cfg):
     cfg = make_cfg("model/scheduler=plateau")
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    _, model = contract.build(cfg)
     configured = model.configure_optimizers()
     assert configured["lr_scheduler"]["monitor"] == cfg.monitor.metric
     assert configured["lr_scheduler"]["interval"] == "epoch"
@@ -72,8 +68,7 @@ def test_scheduler_dict_form(make_cfg):
 def test_optimizer_is_fused_unless_the_config_chooses(make_cfg, option):
     def optimizer_of(*overrides):
         cfg = make_cfg(f"model/optimizer={option}", *overrides)
-        datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+        _, model = contract.build(cfg)
         configured = model.configure_optimizers()
         return configured["optimizer"] if isinstance(configured, dict) else configured
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import distributed, resolvers
+from {{ cookiecutter.package_name }}.harness import distributed, resolvers
 
 from conftest import CONFIGS, ROOT, subprocess_env, summary
 

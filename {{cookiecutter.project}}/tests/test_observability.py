@@ -10,8 +10,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from {{ cookiecutter.package_name }} import devices
-from {{ cookiecutter.package_name }}.callbacks import SystemMonitor, validation_images
+from {{ cookiecutter.package_name }}.harness import devices
+from {{ cookiecutter.package_name }}.harness.callbacks import SystemMonitor, validation_images
 
 from conftest import summary
 

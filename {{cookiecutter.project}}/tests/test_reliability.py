@@ -16,8 +16,8 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from {{ cookiecutter.package_name }}.callbacks import NonFiniteLossError
-from {{ cookiecutter.package_name }}.secret_env import REDACTED, redact_logs
+from {{ cookiecutter.package_name }}.harness.callbacks import NonFiniteLossError
+from {{ cookiecutter.package_name }}.harness.secret_env import REDACTED, redact_logs
 
 from conftest import ROOT, subprocess_env, summary
 
@@ -101,7 +101,7 @@ def test_slurm_cluster_without_sbatch_says_what_to_do(tmp_path):
 
 
 def test_more_gpus_than_the_machine_has_says_how_many_there_are(monkeypatch):
-    from {{ cookiecutter.package_name }} import checks
+    from {{ cookiecutter.package_name }}.harness import checks
 
     # The driver's answer, as on a machine with one GPU.
     monkeypatch.setattr(checks, "count_nvidia_gpus", lambda: 1)
@@ -111,7 +111,7 @@ def test_more_gpus_than_the_machine_has_says_how_many_there_are(monkeypatch):
 
 
 def test_good_overrides_pass_the_checks(tmp_path):
-    from {{ cookiecutter.package_name }}.checks import check_overrides
+    from {{ cookiecutter.package_name }}.harness.checks import check_overrides
 
     check_overrides(
         ROOT / "configs",
@@ -125,7 +125,7 @@ def test_good_overrides_pass_the_checks(tmp_path):
 
 WRITER = """
 import sys, torch
-from {{ cookiecutter.package_name }}.checkpointing import AtomicCheckpointIO
+from {{ cookiecutter.package_name }}.harness.checkpointing import AtomicCheckpointIO
 print("ready", flush=True)
 AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(60_000_000)}, sys.argv[1])
 """
@@ -133,7 +133,7 @@ AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(60_000_000)}, sys.ar
 
 @pytest.mark.slow
 def test_a_killed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
-    from {{ cookiecutter.package_name }}.checkpointing import AtomicCheckpointIO
+    from {{ cookiecutter.package_name }}.harness.checkpointing import AtomicCheckpointIO
 
     last = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3)}, last)

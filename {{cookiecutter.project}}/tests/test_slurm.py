@@ -7,8 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
-from {{ cookiecutter.package_name }}.checks import BadOverride, check_overrides
-from {{ cookiecutter.package_name }}.requeue import resume_path
+from {{ cookiecutter.package_name }}.harness.checks import BadOverride, check_overrides
+from {{ cookiecutter.package_name }}.harness.requeue import resume_path
 
 from conftest import CONFIGS
 

@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from hydra_plugins.{{ cookiecutter.package_name }}_optuna import OptunaSweeper, search_space
-from {{ cookiecutter.package_name }}.sweeps import CSV_NAME, PLOT_NAME, SweepResults
+from {{ cookiecutter.package_name }}.harness.sweeps import CSV_NAME, PLOT_NAME, SweepResults
 
 from conftest import CONFIGS, ROOT, subprocess_env, summary
 

@@ -122,36 +122,3 @@ def test_batches_are_normalized_without_touching_the_data(make_cfg, data):
     as_float = images.float()
     datamodule.on_after_batch_transfer((as_float, labels), 0)
     assert torch.equal(as_float, images.float())
-
-
-def test_lightning_notes_the_running_hook_where_fast_hook_names_stores_it(make_cfg, monkeypatch):
-    # FastHookNames (performance.py) speeds up one attribute, by its name: this fails if Lightning renames
-    # it, or if the model sets it through nn.Module's checks again.
-    import pytorch_lightning as pl
-    from hydra.utils import instantiate
-
-    checked = []
-    module_setattr = torch.nn.Module.__setattr__
-
-    def noting_setattr(module, name, value):
-        checked.append(name)
-        module_setattr(module, name, value)
-
-    monkeypatch.setattr(torch.nn.Module, "__setattr__", noting_setattr)
-    cfg = make_cfg()
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
-    seen = []
-    training_step = model.training_step
-
-    def noting_training_step(*args):
-        seen.append(vars(model).get("_current_fx_name"))
-        return training_step(*args)
-
-    model.training_step = noting_training_step
-    trainer = pl.Trainer(
-        accelerator="cpu", fast_dev_run=2, logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.fit(model, datamodule=datamodule)
-    assert seen == ["training_step", "training_step"]
-    assert "_current_fx_name" not in checked and "train_count" in checked

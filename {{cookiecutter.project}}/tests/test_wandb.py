@@ -10,7 +10,7 @@ import pytest
 import wandb
 from wandb.proto import wandb_internal_pb2
 
-from {{ cookiecutter.package_name }}.wandb_run import ID_FILE, choose_id, store_id
+from {{ cookiecutter.package_name }}.harness.wandb_run import ID_FILE, choose_id, store_id
 
 from conftest import ROOT, subprocess_env, summary
 

@@ -7,7 +7,7 @@ submitted.
 
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 
-from {{ cookiecutter.package_name }}.resolvers import register_resolvers
+from {{ cookiecutter.package_name }}.harness.resolvers import register_resolvers
 
 
 class SlurmLauncher(SubmititSlurmLauncher):

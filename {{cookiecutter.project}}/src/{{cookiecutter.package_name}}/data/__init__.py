@@ -1,5 +1,5 @@
+from ..harness.in_memory import DatasetNotFoundError, InMemoryDataModule, TensorBatchDataset
 from .digits import DigitsDataModule
-from .in_memory import DatasetNotFoundError, InMemoryDataModule, TensorBatchDataset
 from .vision import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 import torch
 
-from .in_memory import InMemoryDataModule, seeded_split
+from ..harness.in_memory import InMemoryDataModule, seeded_split
 
 
 class DigitsDataModule(InMemoryDataModule):

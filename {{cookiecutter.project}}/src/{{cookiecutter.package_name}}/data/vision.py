@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .in_memory import DatasetNotFoundError, InMemoryDataModule
+from ..harness.in_memory import DatasetNotFoundError, InMemoryDataModule
 
 
 class _DownloadedDataModule(InMemoryDataModule):

@@ -1,42 +1,27 @@
 """The LightningModule: a network, a loss, exact metrics and the optimizer setup."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..performance import FastHookNames
-
-# Optimizers with a fused implementation (one operation for all parameters instead of several per tensor),
-# used on these devices unless the config sets fused or foreach. On a CPU, fused Adam took a small MLP's
-# optimizer step from ~530 to ~220 us (torch 2.14, one thread).
+# Optimizers with a fused implementation (one operation for all parameters instead of several per tensor,
+# which small networks feel most), used on these devices unless the config sets fused or foreach.
 FUSABLE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 FUSED_DEVICES = ("cpu", "cuda")
 
 
-def plain(value: Any) -> Any:
-    """Hydra config nodes as plain Python values, so checkpoints load with ``weights_only=True``."""
-    if isinstance(value, DictConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [plain(item) for item in value]
-    return value
-
-
-class Classifier(FastHookNames, pl.LightningModule):
+class Classifier(pl.LightningModule):
     """Image classifier whose network, optimizer and scheduler come from config.
 
     ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (the latter two with
-    ``_partial_: true``); they are stored as plain hyperparameters and instantiated
-    here, so ``Classifier.load_from_checkpoint(path)`` needs nothing else.
+    ``_partial_: true``) that arrive as plain dicts; they are stored as hyperparameters and
+    instantiated here, so ``Classifier.load_from_checkpoint(path)`` needs nothing else.
+    ``input_shape`` and ``num_classes`` come from the data (its ``model_kwargs``).
     ``scheduler`` holds the scheduler config under ``scheduler`` plus Lightning's
     scheduler keys (``interval``, ``frequency``, ``monitor``).
     """
@@ -51,7 +36,6 @@ class Classifier(FastHookNames, pl.LightningModule):
         compile: bool = False,
     ):
         super().__init__()
-        net, optimizer, scheduler, input_shape = plain(net), plain(optimizer), plain(scheduler), plain(input_shape)
         self.save_hyperparameters()
         self.net = instantiate(net, input_shape=input_shape, num_classes=num_classes)
         if compile:

@@ -80,6 +80,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.datasets: dict[str, TensorBatchDataset] = {}
         self._normalizations: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def model_kwargs(self) -> dict:
+        """What the data tells the model (see harness/contract.py)."""
+        return {"input_shape": self.input_shape, "num_classes": self.num_classes}
+
     def load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Return ``{"fit": (images, labels), "test": (images, labels)}``, images ``(N, C, H, W)``."""
         raise NotImplementedError
@@ -109,17 +114,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         )
 
     def _evaluation_loader(self, split: str) -> DataLoader:
+        # In order; with several processes the harness shards it so that each example is evaluated once.
         batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
-        if self.trainer is None or self.trainer.world_size == 1:
-            # Lightning reads a `shuffle` argument before the sampler's type when it sets up DDP.
-            return self._loader(split, {"batch_size": batch_size, "shuffle": False})
-        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
-        # Lightning's default DistributedSampler pads by repeating examples; evaluation counts each once.
-        sampler = UnrepeatedDistributedSampler(
-            self.datasets[split], num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
-        )
-        return self._loader(split, {"batch_size": batch_size, "sampler": sampler})
+        return self._loader(split, {"batch_size": batch_size, "shuffle": False})
 
     def _on_gpu(self) -> bool:
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
