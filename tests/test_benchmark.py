@@ -1,7 +1,7 @@
 """benchmarks/throughput.py runs end to end and reports sane figures.
 
-The throughput targets themselves are not asserted: a shared 2-core CI machine is too noisy
-for them. What is asserted fails when the benchmark or the baked pipeline breaks.
+Speed is not asserted here (a loaded machine gives any ratio; the benchmark reports it): what is
+asserted fails when the benchmark or the baked pipeline breaks.
 """
 
 import json
@@ -32,6 +32,6 @@ def test_quick_benchmark_prints_the_table(tmp_path):
         assert {epoch["samples"] for run in baked["runs"] for epoch in run} == {
             epoch["samples"] for run in raw["runs"] for epoch in run
         }
-        assert 0.2 < baked["ratios"]["raw eager"] < 5, baked
-        assert 0 < baked["first_step_s"][0] < 120 and baked["peak_rss_mb"][0] > 100
-    assert all(0 < seconds < 30 and math.isfinite(seconds) for seconds in figures["startup_s"].values())
+        assert baked["ratios"]["raw eager"] > 0, baked
+        assert baked["first_step_s"][0] > 0 and baked["peak_rss_mb"][0] > 100
+    assert all(seconds > 0 and math.isfinite(seconds) for seconds in figures["startup_s"].values())
