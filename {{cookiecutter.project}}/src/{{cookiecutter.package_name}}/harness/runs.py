@@ -58,15 +58,16 @@ def print_config(cfg: DictConfig) -> None:
     """Show the resolved config as a tree, once per run."""
     if not is_global_zero():
         return
-    import rich
     import rich.syntax
     import rich.tree
+
+    from .console import console_for
 
     tree = rich.tree.Tree("config", guide_style="dim")
     for key, value in cfg.items():
         text = redact(OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value))
         tree.add(f"[bold]{key}").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
-    rich.print(tree)
+    console_for(tree).print(tree)
 
 
 def resolve_ckpt_path(ckpt_path: str | None, log_dir: str) -> str | None:

@@ -114,30 +114,121 @@ def _as_numbers(values: list[str]) -> list[float] | None:
         return None
 
 
-def plot(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path) -> None:
-    """The metric against each swept parameter (against the job number when nothing varied)."""
+def _ordered(values: list[str]) -> list[str]:
+    """Distinct values, numerically when they are numbers."""
+    distinct = sorted(set(values))
+    numbers = _as_numbers(distinct)
+    return distinct if numbers is None else [v for _, v in sorted(zip(numbers, distinct, strict=True))]
+
+
+def _wide_range(numbers: list[float]) -> bool:
+    return bool(numbers) and min(numbers) > 0 and max(numbers) / min(numbers) >= 10
+
+
+def figure(rows: list[dict[str, Any]], keys: list[str], metric: str):
+    """One swept parameter: the metric against it; two: a heatmap of every combination; more: parallel coordinates."""
     # The object API draws with Agg without touching pyplot's global backend.
     from matplotlib.figure import Figure
 
     done = [row for row in rows if row["status"] == "completed" and row[metric] is not None]
-    axes_keys = keys or ["job"]
-    figure = Figure(figsize=(4.5 * len(axes_keys), 3.8), layout="constrained")
-    for ax, key in zip(figure.subplots(1, len(axes_keys), squeeze=False)[0], axes_keys, strict=True):
-        labels = [row["job"] if key == "job" else _params(row).get(key, "") for row in done]
-        numbers = _as_numbers(labels)
-        if numbers is None:
-            categories = sorted(set(labels))
-            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
-            numbers = [categories.index(label) for label in labels]
-            ax.margins(x=0.2)
-        elif numbers and min(numbers) > 0 and max(numbers) / min(numbers) >= 10:
-            ax.set_xscale("log")
-        ax.scatter(numbers, [row[metric] for row in done])
-        ax.set_xlabel(key)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    figure.suptitle(f"{path.parent.name}: {len(done)} of {len(rows)} jobs completed")
-    figure.savefig(path, dpi=100)
+    values = [[_params(row).get(key, "") for key in keys] for row in done]
+    if len(keys) == 2:
+        fig = Figure(figsize=(6.5, 5), layout="constrained")
+        _heatmap(fig.subplots(), values, [row[metric] for row in done], keys, metric)
+    elif len(keys) > 2:
+        fig = Figure(figsize=(2 + 1.6 * len(keys), 4.5), layout="constrained")
+        _parallel_coordinates(fig, fig.subplots(), values, [row[metric] for row in done], keys, metric)
+    else:
+        fig = Figure(figsize=(5, 3.8), layout="constrained")
+        labels = [v[0] for v in values] if keys else [row["job"] for row in done]
+        _scatter(fig.subplots(), labels, [row[metric] for row in done], keys[0] if keys else "job", metric)
+    fig.suptitle(f"{len(done)} of {len(rows)} jobs completed")
+    return fig
+
+
+def _scatter(ax, labels: list[str], metrics: list[float], key: str, metric: str) -> None:
+    numbers = _as_numbers(labels)
+    if numbers is None:
+        categories = _ordered(labels)
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        numbers = [categories.index(label) for label in labels]
+        ax.margins(x=0.2)
+    elif _wide_range(numbers):
+        ax.set_xscale("log")
+    ax.scatter(numbers, metrics)
+    ax.set_xlabel(key)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+
+
+def _heatmap(ax, values: list[list[str]], metrics: list[float], keys: list[str], metric: str) -> None:
+    """Rows are the first parameter's values, columns the second's; a cell holds its jobs' mean, blank if none."""
+    import numpy as np
+
+    rows, columns = _ordered([v[0] for v in values]), _ordered([v[1] for v in values])
+    sums, counts = np.zeros((len(rows), len(columns))), np.zeros((len(rows), len(columns)))
+    for (row, column), value in zip(values, metrics, strict=True):
+        sums[rows.index(row), columns.index(column)] += value
+        counts[rows.index(row), columns.index(column)] += 1
+    grid = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.4g}", ha="center", va="center", color="white", fontsize=9)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    ax.set_ylabel(keys[0])
+    ax.set_xlabel(keys[1])
+    ax.figure.colorbar(image, ax=ax, label=metric)
+
+
+def _axis_positions(labels: list[str], log: bool = True) -> tuple[list[float], list[tuple[float, str]]]:
+    """Each label's height in [0, 1] on its axis (log-scaled over a wide positive range), and its ticks."""
+    import math
+
+    numbers = _as_numbers(labels)
+    if numbers is None:
+        categories = _ordered(labels)
+        step = 1 / max(len(categories) - 1, 1)
+        return [categories.index(v) * step for v in labels], [(i * step, c) for i, c in enumerate(categories)]
+    scale = math.log10 if log and _wide_range(numbers) else float
+    low, high = min(map(scale, numbers)), max(map(scale, numbers))
+    span = high - low or 1.0
+    heights = [(scale(x) - low) / span for x in numbers]
+    if len(set(labels)) > 8:
+        # Sampled values (a search) would overlap: label the ends of the axis.
+        ends = (numbers.index(min(numbers)), numbers.index(max(numbers)))
+        return heights, [(heights[i], _short(labels[i])) for i in ends]
+    return heights, sorted({height: _short(label) for height, label in zip(heights, labels, strict=True)}.items())
+
+
+def _parallel_coordinates(fig, ax, values: list[list[str]], metrics: list[float], keys: list[str], metric: str) -> None:
+    """One vertical axis per parameter and one for the metric; one line per job, coloured by its metric."""
+    import matplotlib as mpl
+
+    placed = [_axis_positions([v[i] for v in values]) for i in range(len(keys))]
+    # The metric axis stays linear, as its colour scale is.
+    placed.append(_axis_positions([repr(m) for m in metrics], log=False))
+    norm = mpl.colors.Normalize(min(metrics, default=0), max(metrics, default=1))
+    cmap = mpl.colormaps["viridis"]
+    for job, value in enumerate(metrics):
+        ax.plot(range(len(placed)), [heights[job] for heights, _ in placed], color=cmap(norm(value)), alpha=0.8)
+    for x, (_, ticks) in enumerate(placed):
+        ax.axvline(x, color="black", linewidth=0.8)
+        for height, label in ticks:
+            ax.text(x + 0.03, height, label, fontsize=8, va="center")
+    ax.set_xticks(range(len(placed)), [*keys, metric], rotation=20, ha="right")
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+
+
+def plot(rows: list[dict[str, Any]], keys: list[str], metric: str, path: Path) -> None:
+    fig = figure(rows, keys, metric)
+    fig.suptitle(f"{path.parent.name}: {fig.get_suptitle()}")
+    fig.savefig(path, dpi=100)
 
 
 def _short(value: str) -> str:
@@ -149,8 +240,9 @@ def _short(value: str) -> str:
 
 
 def show(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str, sweep_dir: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .console import console_for
 
     table = Table(title=f"{sweep_dir.name}: jobs ranked by {metric} ({mode})")
     for column in ("rank", "job", "status", metric, *keys):
@@ -160,7 +252,7 @@ def show(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str, sw
         status = row["status"] if row["status"] == "completed" else f"[red]{row['status']}"
         params = _params(row)
         table.add_row(str(rank), row["job"], status, value, *(_short(params.get(key, "")) for key in keys))
-    console = Console()
+    console = console_for(table)
     console.print(table)
     best = rows[0] if rows and rows[0]["status"] == "completed" and rows[0][metric] is not None else None
     if best is not None:

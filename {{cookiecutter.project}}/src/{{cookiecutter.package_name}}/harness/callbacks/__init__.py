@@ -1,10 +1,11 @@
 """Callbacks of our own: loss checks, the guard that keeps bookkeeping from stopping a run, system
-monitoring and validation images; and Lightning's checkpoint and early-stopping callbacks, made cheaper
-per step (monitors.py)."""
+monitoring, validation images, progress lines for log files; and Lightning's checkpoint and
+early-stopping callbacks, made cheaper per step (monitors.py)."""
 
 from .bookkeeping import Bookkeeping
 from .finite_loss import FiniteLossGuard, NonFiniteLossError
 from .monitors import EarlyStopping, ModelCheckpoint
+from .progress import LineProgress, progress_bar
 from .system_monitor import SystemMonitor
 from .validation_images import ValidationImages
 
@@ -12,8 +13,10 @@ __all__ = [
     "Bookkeeping",
     "EarlyStopping",
     "FiniteLossGuard",
+    "LineProgress",
     "ModelCheckpoint",
     "NonFiniteLossError",
     "SystemMonitor",
     "ValidationImages",
+    "progress_bar",
 ]
