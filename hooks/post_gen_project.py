@@ -37,11 +37,13 @@ def main() -> None:
                 path.unlink(missing_ok=True)
             if path.parent != root and path.parent.is_dir() and not any(path.parent.iterdir()):
                 path.parent.rmdir()
-    # Keep what cruft/cookiecutter need to update the project later, but no local paths.
+    # The answers and the template's address, for `cruft link` and re-baking: no local paths, and
+    # nothing that changes between template versions (cruft's _commit), so that every rendering with
+    # the same answers writes the same file and `cruft update` never has to patch it (.rej).
     recorded = root / ".cookiecutter.json"
     answers = json.loads(recorded.read_text(encoding="utf-8"))
-    for local_only in ("_output_dir", "_repo_dir"):
-        answers.pop(local_only, None)
+    for volatile in ("_output_dir", "_repo_dir", "_checkout", "_commit"):
+        answers.pop(volatile, None)
     recorded.write_text(json.dumps(answers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -5,15 +5,20 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
 import termios
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
+import yaml
+from packaging.requirements import Requirement
 
-from conftest import run
+from conftest import TEMPLATE, bake, run
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +143,163 @@ def test_sweep_plot_shows_every_combination(installed_project):
     assert [round(job[0], 6) for job in parallel["jobs"]] == [1.0, 0.75, 0.5, 0.25, 0.0]
     assert [round(job[1], 6) for job in parallel["jobs"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert {job[2] for job in parallel["jobs"]} == {0.0, 1.0}
+
+
+def template_repository(path: Path) -> Path:
+    """A git repository holding this template's files as they are now (committed or not), in one commit."""
+    files = run("git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=TEMPLATE).stdout
+    for name in filter(None, files.split("\0")):
+        if (TEMPLATE / name).is_file():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(TEMPLATE / name, path / name)
+    run("git", "init", "--quiet", cwd=path)
+    run("git", "add", "--all", cwd=path)
+    run("git", "commit", "--quiet", "--message", "template", cwd=path)
+    return path
+
+
+def cruft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "cruft", *args, cwd=cwd)
+
+
+@pytest.mark.parametrize("route", ["cruft create", "cookiecutter, then cruft link"])
+def test_cruft_update_applies_a_new_template_version_cleanly(tmp_path, route):
+    template = template_repository(tmp_path / "template")
+    answers = {"project": "lab-notes", "use_wandb": "no", "cluster_presets": "workstation"}
+    if route == "cruft create":
+        cruft(
+            "create",
+            "--no-input",
+            "--output-dir",
+            "out",
+            "--extra-context",
+            json.dumps(answers),
+            str(template),
+            cwd=tmp_path,
+        )
+        project = tmp_path / "out" / "lab-notes"
+    else:
+        run(
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "--output-dir",
+            "out",
+            str(template),
+            *(f"{key}={value}" for key, value in answers.items()),
+            cwd=tmp_path,
+        )
+        project = tmp_path / "out" / "lab-notes"
+    run("git", "init", "--quiet", cwd=project)
+    run("git", "add", "--all", cwd=project)
+    run("git", "commit", "--quiet", "--message", "baked", cwd=project)
+    if route != "cruft create":
+        recorded = (project / ".cookiecutter.json").read_text(encoding="utf-8")
+        cruft("link", "--no-input", "--extra-context", recorded, str(template), cwd=project)
+        run("git", "add", "--all", cwd=project)
+        run("git", "commit", "--quiet", "--message", "linked", cwd=project)
+    # The link recorded the real answers: the project is what the template makes from them.
+    cruft("diff", "--exit-code", cwd=project)
+    assert json.loads((project / ".cruft.json").read_text())["context"]["cookiecutter"]["use_wandb"] == "no"
+
+    # The template's next version changes a file of the project.
+    readme = template / "{{cookiecutter.project}}" / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8") + "\nA paragraph of the next version.\n", encoding="utf-8")
+    run("git", "commit", "--quiet", "--all", "--message", "next version", cwd=template)
+
+    cruft("update", "--skip-apply-ask", cwd=project)
+    assert not list(project.rglob("*.rej")), "cruft update left rejected hunks"
+    assert (project / "README.md").read_text(encoding="utf-8").endswith("\nA paragraph of the next version.\n")
+    changed = {line[3:] for line in run("git", "status", "--porcelain", cwd=project).stdout.splitlines()}
+    assert changed == {"README.md", ".cruft.json"}
+    cruft("check", cwd=project)
+
+
+def test_pre_commit_runs_offline_with_the_projects_own_ruff(tmp_path):
+    project = bake(tmp_path)
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    # Nothing to download: every hook is a tool of the project's environment.
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    assert {hook["language"] for hook in config["repos"][0]["hooks"]} == {"system"}
+    # The environment's ruff is the one the dev group (and so CI) installs.
+    dev_group = tomllib.loads((project / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    (ruff,) = [Requirement(spec) for spec in dev_group if Requirement(spec).name == "ruff"]
+    assert ruff.specifier.contains(metadata.version("ruff")), (str(ruff), metadata.version("ruff"))
+
+    run("git", "init", "--quiet", cwd=project)
+    scratch = project / "src" / "my_project" / "scratch.py"
+    scratch.write_text("import sys, os\nprint(sys.argv,os.sep)\n", encoding="utf-8")
+    run("git", "add", "--all", cwd=project)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+    }
+    hooks = [sys.executable, "-m", "pre_commit", "run", "--all-files"]
+    fixing = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert fixing.returncode == 1, fixing.stdout + fixing.stderr
+    assert scratch.read_text(encoding="utf-8") == "import os\nimport sys\n\nprint(sys.argv, os.sep)\n"
+
+    # Once fixed, pre-commit and CI's checks agree, and the freshly baked files needed no fix.
+    run(*hooks, cwd=project, env=env)
+    run(sys.executable, "-m", "ruff", "check", ".", cwd=project)
+    run(sys.executable, "-m", "ruff", "format", "--check", ".", cwd=project)
+    assert run("git", "diff", "--name-only", cwd=project).stdout.split() == ["src/my_project/scratch.py"]
+
+
+def test_uv_and_pip_find_the_dev_tools_and_extras_in_pyproject(installed_project, tmp_path):
+    pyproject = tomllib.loads((installed_project / "pyproject.toml").read_text())
+    dev = {Requirement(spec).name for spec in pyproject["dependency-groups"]["dev"]}
+    assert {"pytest", "ruff", "pre-commit"} <= dev
+    assert "dev" not in pyproject["project"]["optional-dependencies"], "uv sync would remove the dev tools"
+    # `uv sync --extra cpu` takes torch and torchvision, and nothing else, from PyTorch's CPU index.
+    (index,) = pyproject["tool"]["uv"]["index"]
+    assert index["url"] == "https://download.pytorch.org/whl/cpu" and index["explicit"] is True
+    sources = pyproject["tool"]["uv"]["sources"]
+    assert sources == {name: [{"index": index["name"], "extra": "cpu"}] for name in ("torch", "torchvision")}
+
+    # uv resolves the project with its extras and the dev group against this environment, offline:
+    # everything is already there, so nothing but the project itself would be installed.
+    uv = [sys.executable, "-m", "uv", "pip", "install", "--dry-run", "--offline", "--no-build-isolation"]
+    uv += ["--python", sys.executable, "-e", ".[cpu,mlflow]", "--group", "pyproject.toml:dev"]
+    planned = run(*uv, cwd=installed_project, env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv")})
+    installs = [line.split()[1] for line in planned.stderr.splitlines() if line.startswith(" + ")]
+    assert installs == [installed_project.name], planned.stderr
+    # pip reads the same group.
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation"]
+    planned = run(*pip, "-e", ".", "--group", "dev", cwd=installed_project)
+    assert f"Would install {installed_project.name}-" in planned.stdout
+
+    readme = (installed_project / "README.md").read_text(encoding="utf-8")
+    for command in ("uv sync", "uv sync --extra cpu", "uv run python train.py", "pip install -e . --group dev"):
+        assert command in readme, command
+    assert "https://download.pytorch.org/whl/cpu" in readme
+
+
+def test_baked_ci_is_current_cached_least_privileged_and_lints(tmp_path):
+    project = bake(tmp_path)
+    workflow_path = project / ".github" / "workflows" / "ci.yaml"
+    workflow = yaml.safe_load(workflow_path.read_text(encoding="utf-8"))
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["cancel-in-progress"] is True
+    assert "github.ref" in workflow["concurrency"]["group"]
+    (job,) = workflow["jobs"].values()
+    uses = {step["uses"].partition("@")[0]: step for step in job["steps"] if "uses" in step}
+    assert uses["actions/checkout"]["uses"] == "actions/checkout@v7"
+    assert uses["actions/checkout"]["with"]["persist-credentials"] is False
+    # setup-uv publishes no major tags since v8: a release is named.
+    assert re.fullmatch(r"astral-sh/setup-uv@v8\.\d+\.\d+", uses["astral-sh/setup-uv"]["uses"])
+    assert uses["astral-sh/setup-uv"]["with"]["enable-cache"] is True
+    assert uses["astral-sh/setup-uv"]["with"]["activate-environment"] is True
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert runs == ["uv sync --extra cpu", "ruff check . && ruff format --check .", "pytest"]
+
+    # zizmor's offline audit (permissions, credentials, injection, caching), with major tags allowed.
+    policy = {"rules": {"unpinned-uses": {"config": {"policies": {"actions/*": "ref-pin", "astral-sh/*": "ref-pin"}}}}}
+    (tmp_path / "zizmor.yml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+    zizmor = shutil.which("zizmor", path=str(Path(sys.executable).parent))
+    run(zizmor, "--offline", "--config", str(tmp_path / "zizmor.yml"), str(workflow_path), cwd=project)
+
+    # The lint step passes on a fresh bake, with the ruff of this environment.
+    run("bash", "-c", runs[1].replace("ruff ", f"{sys.executable} -m ruff "), cwd=project)
