@@ -55,6 +55,7 @@ DEFAULT_FILES = {
     "configs/experiment/mnist_mlp.yaml",
     "configs/logger/csv.yaml",
     "configs/logger/many.yaml",
+    "configs/logger/mlflow.yaml",
     "configs/logger/none.yaml",
     "configs/logger/tensorboard.yaml",
     "configs/logger/wandb.yaml",

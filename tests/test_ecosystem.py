@@ -6,10 +6,14 @@ import os
 import pty
 import re
 import shutil
+import signal
+import socket
 import struct
 import subprocess
 import sys
 import termios
+import time
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -303,3 +307,82 @@ def test_baked_ci_is_current_cached_least_privileged_and_lints(tmp_path):
 
     # The lint step passes on a fresh bake, with the ruff of this environment.
     run("bash", "-c", runs[1].replace("ruff ", f"{sys.executable} -m ruff "), cwd=project)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite store, serving artifacts; its URI."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = tmp_path / "mlflow-server"
+    store.mkdir()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += [
+        "--backend-store-uri",
+        f"sqlite:///{store}/mlflow.db",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+    ]
+    # Background jobs (prompt optimisation, ...) are not needed to track runs: no worker processes for them.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with (store / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            command, cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, (store / "server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the MLflow server did not start: " + (store / "server.log").read_text()
+            time.sleep(1)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+SECRET = "hunter2-hunter2-hunter2"
+
+
+def test_mlflow_logger_sends_metrics_params_and_best_checkpoint_to_a_server(installed_project, tmp_path, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    env = {**train_env(tmp_path), "MLFLOW_TRACKING_URI": mlflow_server, "HF_TOKEN": SECRET}
+    command = [sys.executable, "train.py", "logger=mlflow", "trainer.max_epochs=2", f"+hf_token={SECRET}"]
+    run(*command, "callbacks.system_monitor=null", cwd=installed_project, env=env)
+    (run_dir,) = (tmp_path / "train" / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name(installed_project.name)
+    (tracked,) = client.search_runs([experiment.experiment_id])
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.tags["run_dir"] == str(run_dir)
+    # The final metrics of the run folder reached the server.
+    for name in ("val/loss", "val/acc", "train/loss_epoch", "test/acc"):
+        assert tracked.data.metrics[name] == pytest.approx(summary["metrics"][name]), name
+    assert len(client.get_metric_history(tracked.info.run_id, "val/loss")) == 2
+    # The resolved config as parameters, with the secret redacted wherever it was.
+    params = tracked.data.params
+    assert params["model/optimizer/lr"] == "0.001" and params["trainer/max_epochs"] == "2"
+    assert params["hf_token"] == "<redacted>"
+    assert not [key for key, value in {**params, **tracked.data.tags}.items() if SECRET in value]
+
+    # The best checkpoint is an artifact, byte for byte, marked best.
+    best = Path(summary["best_checkpoint"])
+    uploaded = client.download_artifacts(tracked.info.run_id, f"{best.stem}/{best.name}", str(tmp_path / "download"))
+    assert Path(uploaded).read_bytes() == best.read_bytes()
+    aliases = client.download_artifacts(tracked.info.run_id, f"{best.stem}/aliases.txt", str(tmp_path / "download"))
+    assert "best" in Path(aliases).read_text()
