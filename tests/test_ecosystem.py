@@ -386,3 +386,34 @@ def test_mlflow_logger_sends_metrics_params_and_best_checkpoint_to_a_server(inst
     assert Path(uploaded).read_bytes() == best.read_bytes()
     aliases = client.download_artifacts(tracked.info.run_id, f"{best.stem}/aliases.txt", str(tmp_path / "download"))
     assert "best" in Path(aliases).read_text()
+
+
+def test_help_describes_every_option_and_tab_completion_answers(installed_project):
+    text = run(sys.executable, "train.py", "--help", "model=cnn", cwd=installed_project).stdout
+    listed: dict[str, dict[str, tuple[str, str]]] = {}
+    group = None
+    for line in text.split("== Config:")[0].splitlines():
+        if header := re.fullmatch(r"([\w/]+):", line):
+            group = listed.setdefault(header[1], {})
+        elif group is not None and (option := re.fullmatch(r" ([ *])(\w+)(?: +(.*))?", line)):
+            group[option[2]] = (option[1], option[3] or "")
+    configs = installed_project / "configs"
+    on_disk: dict[str, set[str]] = {}
+    for path in configs.glob("*/**/*.yaml"):
+        if path.relative_to(configs).parts[0] != "hydra":
+            on_disk.setdefault(path.parent.relative_to(configs).as_posix(), set()).add(path.stem)
+    assert {name: set(options) for name, options in listed.items()} == on_disk
+    undescribed = [f"{g}/{o}" for g, options in listed.items() for o, (_, text) in options.items() if not text]
+    assert not undescribed, f"config files without a comment at the top: {undescribed}"
+    assert listed["model"]["mlp"] == (" ", "A multilayer perceptron: fast on small images (digits, MNIST).")
+    assert listed["model"]["cnn"][0] == "*" and listed["data"]["digits"][0] == "*"
+    assert "$WANDB_API_KEY" in listed["logger"]["wandb"][1]
+    assert 'eval "$(python train.py -sc install=bash)"' in text
+
+    def completions(line: str) -> set[str]:
+        env = {**os.environ, "COMP_LINE": line}
+        return set(run(sys.executable, "train.py", "-sc", "query=bash", cwd=installed_project, env=env).stdout.split())
+
+    assert completions("python train.py model=") == {"model=cnn", "model=mlp"}
+    assert "logger=mlflow" in completions("python train.py logger=")
+    assert completions("python train.py model.optimizer.l") == {"model.optimizer.lr="}

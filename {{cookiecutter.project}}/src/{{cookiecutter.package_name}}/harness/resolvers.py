@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from .config_help import help_options
 from .distributed import launched_externally
 
 
@@ -61,6 +62,7 @@ def sweep_name() -> str | None:
 def register_resolvers() -> None:
     # Cached in the config, so a job that Hydra re-composes from a sweep (e.g. on a SLURM node)
     # keeps the names its sweep resolved when it was launched.
-    for name, resolver in (("run_id", run_id), ("run_name", run_name), ("sweep_name", sweep_name)):
+    resolvers = {"run_id": run_id, "run_name": run_name, "sweep_name": sweep_name, "config_options": help_options}
+    for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
