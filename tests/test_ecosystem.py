@@ -84,6 +84,25 @@ def test_batch_job_log_has_one_plain_line_per_interval(installed_project, tmp_pa
     assert "…" not in text
 
 
+def test_batch_job_log_goes_on_after_a_resume_in_the_middle_of_an_epoch(installed_project, tmp_path):
+    # A requeued SLURM job continues from a checkpoint taken inside an epoch: Lightning then skips that
+    # epoch's on_train_epoch_start.
+    lines = ("callbacks.progress_bar.every_percent=50", "callbacks.progress_bar.min_interval_s=0")
+    stop_inside = ("trainer.max_steps=30", "callbacks.model_checkpoint.every_n_train_steps=10", "test=false")
+    train_to_file(installed_project, tmp_path / "first", *SHORT, *lines, *stop_inside)
+    (checkpoint,) = (tmp_path / "first" / "train" / "runs").glob("*/checkpoints/last.ckpt")
+    text = train_to_file(
+        installed_project, tmp_path / "resumed", *SHORT, *lines, f"ckpt_path={checkpoint}", "test=false"
+    )
+    progress = [m for m in map(PROGRESS_LINE.match, text.splitlines()) if m]
+    # Step 30 is batch 9 of epoch 1's 21: the rest of epoch 1 (its half, its end), then epoch 2.
+    assert [(int(m["epoch"]), m["where"] == "done") for m in progress] == [
+        (epoch, end) for epoch in (1, 2) for end in (False, True)
+    ], text
+    assert int(progress[0]["step"]) == 32 and progress[0]["done"] == "11"
+    assert int(progress[-1]["step"]) == int(progress[-1]["steps"])
+
+
 def test_terminal_keeps_the_live_bar(installed_project, tmp_path):
     leader, follower = pty.openpty()
     # A terminal of 40 rows and 120 columns: a fresh pty has none, and tqdm would draw nothing.

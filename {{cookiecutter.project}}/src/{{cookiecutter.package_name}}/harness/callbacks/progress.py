@@ -55,8 +55,13 @@ class LineProgress(ProgressBar):
         self._total_steps = trainer.estimated_stepping_batches
         self._started = time.monotonic()
         self._paused_s = 0.0
+        # A run resumed inside an epoch (a requeued job) gets no on_train_epoch_start for it.
+        self._start_interval()
 
     def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._start_interval()
+
+    def _start_interval(self) -> None:
         self._interval_start = self._training_clock()
         self._interval_samples = 0
         self._last_mark = 0
