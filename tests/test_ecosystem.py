@@ -1,4 +1,5 @@
-"""The baked project among the tools around it: batch-job logs, sweep plots, --help."""
+"""The baked project among the tools around it: batch-job logs, sweep plots, pre-commit, uv and pip, the CI
+workflow, cruft updates, MLflow, --help and tab completion."""
 
 import fcntl
 import json
