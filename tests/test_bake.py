@@ -108,6 +108,7 @@ DEFAULT_FILES = {
     "tests/test_contract.py",
     "tests/test_train.py",
     "tests/test_reliability.py",
+    "tests/test_secrets.py",
     "tests/probe.py",
     "tests/test_distributed.py",
     "tests/test_wandb.py",
