@@ -110,6 +110,7 @@ DEFAULT_FILES = {
     "tests/test_train.py",
     "tests/test_reliability.py",
     "tests/test_secrets.py",
+    "tests/test_optuna.py",
     "tests/probe.py",
     "tests/test_distributed.py",
     "tests/test_wandb.py",

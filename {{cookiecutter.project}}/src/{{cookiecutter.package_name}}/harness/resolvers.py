@@ -3,6 +3,7 @@
 import datetime as dt
 import functools
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -58,9 +59,15 @@ def sweep_name() -> str | None:
     return Path(HydraConfig.get().sweep.dir).name
 
 
+def folder_name(*parts) -> str:
+    """``parts`` joined by '-' into one folder name: ``val/loss`` becomes ``val_loss``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(part) for part in parts))
+
+
 def register_resolvers() -> None:
     # Cached in the config, so a job that Hydra re-composes from a sweep (e.g. on a SLURM node)
     # keeps the names its sweep resolved when it was launched.
-    for name, resolver in (("run_id", run_id), ("run_name", run_name), ("sweep_name", sweep_name)):
+    named = (("run_id", run_id), ("run_name", run_name), ("sweep_name", sweep_name), ("folder_name", folder_name))
+    for name, resolver in named:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
