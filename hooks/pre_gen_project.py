@@ -11,32 +11,16 @@ import sys
 
 ANSWERS = json.loads({{cookiecutter | jsonify | quoted}})
 
-SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
-# Import names the generated project depends on or that tools treat specially.
+# The baked code needs 3.11 (datetime.UTC, tomllib); tests/test_bake.py checks it with vermin.
+SUPPORTED_PYTHON = ("3.11", "3.12", "3.13")
+# A distribution name (PEP 508) that is also one folder.
+PROJECT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+LONGEST_NAME = 100
+# Import names of the baked project's dependency closure (hooks/reserved_import_names.txt), and
+# names that its layout, its tools and its users' code use.
 RESERVED = {
-    "torch",
-    "torchvision",
-    "torchmetrics",
+    *json.loads({{reserved_import_names | jsonify | quoted}}),
     "lightning",
-    "pytorch_lightning",
-    "lightning_fabric",
-    "hydra",
-    "hydra_plugins",
-    "omegaconf",
-    "wandb",
-    "submitit",
-    "optuna",
-    "rich",
-    "numpy",
-    "sklearn",
-    "scipy",
-    "pandas",
-    "matplotlib",
-    "tensorboard",
-    "yaml",
-    "cookiecutter",
-    "pytest",
-    "ruff",
     "test",
     "tests",
     "src",
@@ -53,23 +37,30 @@ def problems(answers: dict) -> list[str]:
     project = answers["project"]
     if not project or project.strip() != project:
         found.append(f"project {project!r}: give a non-empty name without surrounding spaces, e.g. 'my-project'.")
-    elif "/" in project or "\\" in project or project.startswith(".") or project in ("..",):
+    elif len(project) > LONGEST_NAME:
+        found.append(f"project: {len(project)} characters; give at most {LONGEST_NAME}, e.g. 'my-project'.")
+    elif "/" in project or "\\" in project or project.startswith("."):
         found.append(
             f"project {project!r}: a folder name cannot contain path separators or start with a dot; "
             "use letters, digits, '-' and '_', e.g. 'my-project'."
         )
-    elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", project):
-        found.append(f"project {project!r}: use letters, digits, '.', '-' and '_' only, e.g. 'my-project'.")
+    elif not PROJECT_NAME.fullmatch(project):
+        found.append(
+            f"project {project!r}: use letters, digits, '.', '-' and '_', starting and ending with a letter or "
+            "digit (pip installs it under this name), e.g. 'my-project'."
+        )
 
     package = answers["package_name"]
-    if not package.isidentifier() or not package.isascii():
+    if len(package) > LONGEST_NAME:
+        found.append(f"package_name: {len(package)} characters; give at most {LONGEST_NAME}, e.g. 'my_project'.")
+    elif not package.isidentifier() or not package.isascii():
         found.append(
             f"package_name {package!r} is not a Python identifier: use lowercase ASCII letters, digits and '_', "
             "not starting with a digit, e.g. 'my_project'."
         )
     elif keyword.iskeyword(package) or keyword.issoftkeyword(package):
         found.append(f"package_name {package!r} is a Python keyword: choose another, e.g. '{package}_lab'.")
-    elif package in RESERVED or package in sys.stdlib_module_names:
+    elif package.lower() in RESERVED or package in sys.stdlib_module_names:
         found.append(
             f"package_name {package!r} would shadow the module of the same name that the project imports: "
             f"choose another, e.g. '{package}_lab'."

@@ -3,13 +3,14 @@
 import ast
 import json
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 
-from conftest import DEFAULTS, bake, run
+from conftest import DEFAULTS, TEMPLATE, bake, run
 
 DEFAULT_FILES = {
     ".cookiecutter.json",
@@ -114,6 +115,8 @@ DEFAULT_FILES = {
     "tests/test_contract.py",
     "tests/test_train.py",
     "tests/test_reliability.py",
+    "tests/test_secrets.py",
+    "tests/test_optuna.py",
     "tests/probe.py",
     "tests/test_distributed.py",
     "tests/test_wandb.py",
@@ -169,12 +172,37 @@ def test_each_choice_bakes_the_expected_files(tmp_path, question, answer):
     assert files_of(project) == DEFAULT_FILES - DROPPED[(question, answer)]
 
 
-@pytest.mark.parametrize("python_version", ["3.10", "3.11", "3.12", "3.13"])
-def test_python_version_reaches_pyproject_and_ruff(tmp_path, python_version):
+def offered_python_versions() -> tuple[str, ...]:
+    """SUPPORTED_PYTHON of the pre-generation hook (a Jinja template that parses as Python)."""
+    hook = ast.parse((TEMPLATE / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8"))
+    (value,) = [
+        node.value
+        for node in hook.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SUPPORTED_PYTHON"
+    ]
+    return ast.literal_eval(value)
+
+
+@pytest.mark.parametrize("python_version", offered_python_versions())
+def test_python_version_reaches_pyproject_and_ruff_and_is_enough(tmp_path, python_version):
     project = bake(tmp_path, python_version=python_version)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={python_version}"
     assert pyproject["tool"]["ruff"]["target-version"] == f"py{python_version.replace('.', '')}"
+    # vermin reads every baked Python file and fails on a feature newer than the answered minimum.
+    # Without --eval-annotations it skips the value of an annotated assignment (x: T = <value>).
+    vermin = "import sys; from vermin import main; sys.exit(main())"
+    target = f"--target={python_version}-"
+    result = run(
+        sys.executable, "-c", vermin, "--no-tips", "--violations", "--eval-annotations", target, ".", cwd=project
+    )
+    assert "Analyzing" in result.stdout
+
+
+def test_offered_python_versions_agree_with_prompt_and_readme():
+    versions = offered_python_versions()
+    assert f"({versions[0]}-{versions[-1]})" in DEFAULTS["__prompts__"]["python_version"]
+    assert f"| minimum Python: {versions[0]} to {versions[-1]} |" in (TEMPLATE / "README.md").read_text()
 
 
 def test_git_tracks_every_baked_file(tmp_path):

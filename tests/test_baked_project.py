@@ -51,7 +51,6 @@ def test_help_and_cfg_answer_without_heavy_imports(installed_project):
             "use_wandb": "no",
             "cluster_presets": "none",
             "license": "none",
-            "python_version": "3.10",
         }
     ],
 )

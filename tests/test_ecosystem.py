@@ -14,12 +14,12 @@ import subprocess
 import sys
 import termios
 import time
+import tomllib
 import urllib.request
 from importlib import metadata
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 

@@ -14,10 +14,11 @@ from omegaconf import DictConfig
 
 from {{cookiecutter.package_name}}.harness.checks import preflight
 from {{cookiecutter.package_name}}.harness.resolvers import register_resolvers
-from {{cookiecutter.package_name}}.harness.secret_env import load_dotenv, redact_logs
+from {{cookiecutter.package_name}}.harness.secret_env import load_dotenv, redact_output
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 load_dotenv(Path(__file__).resolve().parent / ".env")
+redact_output()
 register_resolvers()
 
 
@@ -36,7 +37,8 @@ def train(cfg: DictConfig) -> float | None:
     from {{cookiecutter.package_name}}.harness.requeue import resume_path
     from {{cookiecutter.package_name}}.harness.sweeps import continue_sweep
 
-    redact_logs()
+    # Again for a job that submitit unpickles: it skips this module's top level.
+    redact_output()
     output_dir = Path(cfg.paths.output_dir)
     runs.print_config(cfg)
     record = runs.RunRecord(cfg, output_dir, started)

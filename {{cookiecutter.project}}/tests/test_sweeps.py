@@ -158,8 +158,7 @@ def test_example_search_follows_the_monitor_and_the_command_line():
     sweeper = OptunaSweeper(conf.storage, conf.study_name, conf.direction, conf.n_trials, conf.n_jobs, conf.sampler)
     assert (sweeper.direction, conf.sampler.seed, cfg.hydra.mode.name) == ("maximize", cfg.seed, "MULTIRUN")
 
-    searched = [f"{key}={value}" for key, value in conf.params.items()]
-    space, fixed = search_space([*searched, "data.batch_size=16", "model.net.dropout=choice(0.0,0.2)", "seed=3"])
+    space, fixed = search_space([*conf.params, "data.batch_size=16", "model.net.dropout=choice(0.0,0.2)", "seed=3"])
     assert space["model.optimizer.lr"] == FloatDistribution(1e-4, 1e-1, log=True)
     assert space["model.net.dropout"] == CategoricalDistribution(["0.0", "0.2"])
     assert "data.batch_size" not in space

@@ -152,3 +152,27 @@ def test_only_rank_zero_logs_in_ddp(tmp_path):
     assert sum("val/confusion_matrix/_type" in row for row in run["history"]) == 2
     writers = {path.name.rsplit(".", 2)[1] for path in (run_dir / "tensorboard").glob("events.out.tfevents.*")}
     assert len(writers) == 1, "TensorBoard files from more than one process"
+
+
+@pytest.mark.parametrize("wandb_first", [False, True], ids=["wandb-imported-after", "wandb-imported-before"])
+def test_console_capture_gets_redacted_text(tmp_path, wandb_first):
+    """Whichever is installed first, W&B's console capture or the redaction, W&B records redacted text."""
+    order = ["import wandb", "redact_output()"]
+    script = "\n".join(
+        [
+            "import sys",
+            "from {{ cookiecutter.package_name }}.harness.secret_env import redact_output",
+            *(order if wandb_first else order[::-1]),
+            f"run = wandb.init(mode='offline', dir={str(tmp_path)!r})",
+            f"print('printed', {SECRET!r})",
+            f"sys.stderr.write('written {SECRET}\\n')",
+            "run.finish()",
+        ]
+    )
+    env = subprocess_env(tmp_path, HF_TOKEN=SECRET)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert SECRET not in result.stdout + result.stderr
+    (console,) = tmp_path.glob("wandb/offline-run-*/files/output.log")
+    assert "printed <redacted>" in console.read_text() and "written <redacted>" in console.read_text()
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and SECRET.encode() in path.read_bytes()]

@@ -4,11 +4,13 @@ Why not hydra-optuna-sweeper: see "Hyperparameter search" in the README. Hydra o
 instantiates sweepers from the ``hydra_plugins`` namespace, hence this package. It is
 imported by Hydra's plugin scan on every start, so Optuna is imported only when a search runs.
 
-The search space uses Hydra's sweep syntax, as in hydra-optuna-sweeper:
-``choice(a, b)`` and ``range(start, stop, step)`` are categorical, ``interval(low, high)``
-is uniform and ``tag(log, interval(low, high))`` log-uniform (integers if both ends are).
+The search space is a list of sweep overrides in Hydra's syntax (``params``, from the config's
+``search_space``), followed by those of the command line: ``choice(a, b)`` and
+``range(start, stop, step)`` are categorical, ``interval(low, high)`` is uniform and
+``tag(log, interval(low, high))`` log-uniform (integers if both ends are).
 Trial *n* runs in sweep subfolder *n*; a search re-run with the same storage and study
-name continues from the trials that finished and re-runs those that were cut off.
+name continues from the trials that finished and re-runs those that were cut off. A study
+records the metric it optimizes and refuses to continue with another metric or direction.
 """
 
 import logging
@@ -18,11 +20,12 @@ from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"min": "minimize", "max": "maximize"}
+_ABSENT = object()
 
 
 def search_space(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -50,6 +53,38 @@ def search_space(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     return space, list(fixed.values())
 
 
+def check_searchable(space: dict[str, Any], config: DictConfig) -> None:
+    """Refuse a search with nothing to search, or one whose parameters this config does not have."""
+    if not space:
+        raise SystemExit(
+            "hparams_search: nothing to search. Give sweep overrides in search_space (an experiment config) or on "
+            "the command line, e.g. 'model.optimizer.lr=tag(log, interval(1e-4, 1e-1))'."
+        )
+    choices = config.hydra.runtime.choices
+    for key in space:
+        if "/" not in key and not key.startswith("+") and OmegaConf.select(config, key, default=_ABSENT) is _ABSENT:
+            raise SystemExit(
+                f"hparams_search: {key} is not in this config (model={choices.get('model')}, "
+                f"data={choices.get('data')}). Search this model's own parameters: search_space=[...] in its "
+                "experiment config, or 'search_space=[]' and sweep overrides on the command line."
+            )
+
+
+def check_same_objective(study, metric: str, direction: str) -> None:
+    """A study goes on only with the metric and direction it started with."""
+    started = study.user_attrs.get("metric")
+    current = study.direction.name.lower()
+    if started is None:
+        study.set_user_attr("metric", metric)
+        started = metric
+    if (started, current) != (metric, direction):
+        raise SystemExit(
+            f"hparams_search: study {study.study_name!r} ranks trials by {started} ({current}), this search by "
+            f"{metric} ({direction}). Use monitor.metric={started} with its mode, or start another study: "
+            "hydra.sweeper.study_name=<new name>."
+        )
+
+
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
@@ -59,12 +94,12 @@ class OptunaSweeper(Sweeper):
         n_trials: int,
         n_jobs: int,
         sampler: DictConfig,
-        params: DictConfig | None = None,
+        params: ListConfig | None = None,
     ):
         self.storage, self.study_name, self.n_trials, self.n_jobs = storage, study_name, n_trials, n_jobs
         self.direction = DIRECTIONS.get(direction, direction)
         self.sampler = sampler
-        self.params = params or {}
+        self.params = list(params or [])
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.config = config
@@ -78,13 +113,15 @@ class OptunaSweeper(Sweeper):
         from hydra.utils import instantiate
         from optuna.trial import TrialState
 
-        space, fixed = search_space([*(f"{key}={value}" for key, value in self.params.items()), *arguments])
+        space, fixed = search_space([*self.params, *arguments])
+        check_searchable(space, self.config)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = optuna.create_study(
             storage=self.storage, study_name=self.study_name, direction=self.direction, load_if_exists=True
         )
+        check_same_objective(study, self.config.monitor.metric, self.direction)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             # One search drives a study at a time, so a running trial was left by one that was killed:
             # run its parameters again, under a new number.

@@ -3,6 +3,7 @@
 import datetime as dt
 import functools
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -59,10 +60,21 @@ def sweep_name() -> str | None:
     return Path(HydraConfig.get().sweep.dir).name
 
 
+def folder_name(*parts) -> str:
+    """``parts`` joined by '-' into one folder name: ``val/loss`` becomes ``val_loss``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(part) for part in parts))
+
+
 def register_resolvers() -> None:
     # Cached in the config, so a job that Hydra re-composes from a sweep (e.g. on a SLURM node)
     # keeps the names its sweep resolved when it was launched.
-    resolvers = {"run_id": run_id, "run_name": run_name, "sweep_name": sweep_name, "config_options": help_options}
+    resolvers = {
+        "run_id": run_id,
+        "run_name": run_name,
+        "sweep_name": sweep_name,
+        "folder_name": folder_name,
+        "config_options": help_options,
+    }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)

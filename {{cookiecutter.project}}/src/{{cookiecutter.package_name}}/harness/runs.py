@@ -25,10 +25,10 @@ PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "hydra-
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write atomically, so that a reader never sees half a file; secrets are redacted."""
+    """Write atomically, so that a reader never sees half a file; secrets are redacted before escaping."""
     tmp = path.with_name(f".{path.name}.tmp")
-    text = json.dumps(data, indent=2, default=str)
-    tmp.write_text(redact(text) + "\n", encoding="utf-8")
+    text = json.dumps(redact(data), indent=2, default=lambda value: redact(str(value)))
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
