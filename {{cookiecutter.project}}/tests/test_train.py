@@ -1,6 +1,8 @@
 """Training end to end, in process: fast_dev_run everywhere, then real short runs."""
 
+import csv
 import json
+import math
 import re
 from importlib import metadata
 from pathlib import Path
@@ -8,18 +10,44 @@ from pathlib import Path
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, MNISTDataModule
+from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, InMemoryDataModule, MNISTDataModule
 from {{ cookiecutter.package_name }}.models import Classifier
 
-from conftest import group_options, summary
+from conftest import group_options, misfit, summary
 
 
 @pytest.mark.parametrize("data", group_options("data"))
 @pytest.mark.parametrize("model", group_options("model"))
 def test_fast_dev_run(make_cfg, train, tmp_path, model, data):
     cfg = make_cfg(f"model={model}", f"data={data}", "debug=fast_dev_run", "data.batch_size=16")
+    if reason := misfit(cfg):
+        pytest.skip(reason)
     train(cfg)
     assert summary(tmp_path / "run")["status"] == "completed"
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_experiment_runs(make_cfg, train, tmp_path, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run", "data.batch_size=16")
+    cfg.trainer.accelerator, cfg.trainer.precision = "cpu", "32-true"
+    train(cfg)
+    assert summary(tmp_path / "run")["status"] == "completed"
+
+
+# Each shipped model with the data of its shape, a small dataset, its default optimizer and learning rate.
+SMALL_DATA = [("mlp", "digits"), ("mlp", "mnist"), ("cnn", "mnist"), ("cnn", "cifar10")]
+
+
+@pytest.mark.parametrize(("model", "data"), SMALL_DATA, ids=[f"{m}-{d}" for m, d in SMALL_DATA])
+def test_defaults_do_not_diverge_on_a_small_dataset(make_cfg, train, tmp_path, model, data):
+    overrides = ("trainer.max_epochs=2", "callbacks.early_stopping=null", "logger=csv", "test=false")
+    cfg = make_cfg(f"model={model}", f"data={data}", *overrides)
+    train(cfg)
+    with (tmp_path / "run" / "csv" / "metrics.csv").open(newline="") as file:
+        losses = [float(row["val/loss"]) for row in csv.DictReader(file) if row["val/loss"]]
+    assert len(losses) == 2
+    # Guessing uniformly among 10 classes scores ln(10) = 2.3; a model that diverged scores far above.
+    assert all(math.isfinite(loss) and loss < 2 * math.log(10) for loss in losses), losses
 
 
 @pytest.fixture
@@ -111,6 +139,8 @@ def test_batches_are_normalized_without_touching_the_data(make_cfg, data):
     from hydra.utils import instantiate
 
     datamodule = instantiate(make_cfg(f"data={data}", "data.augment=false").data)
+    if not isinstance(datamodule, InMemoryDataModule):
+        pytest.skip("normalizes in its workers (test_image_folder.py for data=image_folder)")
     datamodule.setup("fit")
     images, labels = next(iter(datamodule.val_dataloader()))
     mean, std = torch.tensor(datamodule.mean).view(1, -1, 1, 1), torch.tensor(datamodule.std).view(1, -1, 1, 1)
