@@ -136,11 +136,12 @@ def test_debug_profiler_reports_where_the_time_went(make_cfg, train, caplog):
 
 @pytest.mark.parametrize("data", group_options("data"))
 def test_batches_are_normalized_without_touching_the_data(make_cfg, data):
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
 
-    datamodule = instantiate(make_cfg(f"data={data}", "data.augment=false").data)
-    if not isinstance(datamodule, InMemoryDataModule):
-        pytest.skip("normalizes in its workers (test_image_folder.py for data=image_folder)")
+    cfg = make_cfg(f"data={data}")
+    if not issubclass(get_class(cfg.data._target_), InMemoryDataModule):
+        pytest.skip("not in-memory data (test_image_folder.py checks data=image_folder's preprocessing)")
+    datamodule = instantiate(cfg.data, augment=False)
     datamodule.setup("fit")
     images, labels = next(iter(datamodule.val_dataloader()))
     mean, std = torch.tensor(datamodule.mean).view(1, -1, 1, 1), torch.tensor(datamodule.std).view(1, -1, 1, 1)
