@@ -34,11 +34,15 @@ def test_experiment_runs(make_cfg, train, tmp_path, experiment):
     assert summary(tmp_path / "run")["status"] == "completed"
 
 
-# Each shipped model with the data of its shape, a small dataset, its default optimizer and learning rate.
-SMALL_DATA = [("mlp", "digits"), ("mlp", "mnist"), ("cnn", "mnist"), ("cnn", "cifar10")]
+# Each shipped model with small datasets of its shapes (600 and 500 images), its default optimizer and learning rate.
+SMALL_DATA = [
+    pytest.param("mlp", "mnist", id="mlp-mnist"),
+    pytest.param("cnn", "mnist", id="cnn-mnist", marks=pytest.mark.slow),
+    pytest.param("cnn", "cifar10", id="cnn-cifar10", marks=pytest.mark.slow),
+]
 
 
-@pytest.mark.parametrize(("model", "data"), SMALL_DATA, ids=[f"{m}-{d}" for m, d in SMALL_DATA])
+@pytest.mark.parametrize(("model", "data"), SMALL_DATA)
 def test_defaults_do_not_diverge_on_a_small_dataset(make_cfg, train, tmp_path, model, data):
     overrides = ("trainer.max_epochs=2", "callbacks.early_stopping=null", "logger=csv", "test=false")
     cfg = make_cfg(f"model={model}", f"data={data}", *overrides)
