@@ -98,8 +98,9 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> Path:
+    summary, details = __doc__.split("\n\n", 1)
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+        description=summary, epilog=details, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("run_dir", type=Path, help="a run folder, e.g. logs/train/runs/<date>_<time>_<id>")
     parser.add_argument(

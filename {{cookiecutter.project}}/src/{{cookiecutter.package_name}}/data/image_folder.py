@@ -15,6 +15,7 @@ Layouts of ``root``:
 """
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -34,9 +35,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str,
-        image_size: list[int] = (64, 64),
-        mean: list[float] = (0.485, 0.456, 0.406),
-        std: list[float] = (0.229, 0.224, 0.225),
+        image_size: Sequence[int] = (64, 64),
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
         augment: bool = False,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
