@@ -57,7 +57,7 @@ def train(cfg: DictConfig) -> float | None:
         callbacks = build_callbacks(
             cfg.callbacks,
             has_logger=bool(loggers),
-            has_scheduler=cfg.model.scheduler is not None,
+            has_scheduler=cfg.model.get("scheduler") is not None,
             bookkeeping=bookkeeping,
         )
         trainer = instantiate(

@@ -1,6 +1,8 @@
 """Training end to end, in process: fast_dev_run everywhere, then real short runs."""
 
+import csv
 import json
+import math
 import re
 from importlib import metadata
 from pathlib import Path
@@ -8,18 +10,48 @@ from pathlib import Path
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, MNISTDataModule
+from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, InMemoryDataModule, MNISTDataModule
 from {{ cookiecutter.package_name }}.models import Classifier
 
-from conftest import group_options, summary
+from conftest import group_options, misfit, summary
 
 
 @pytest.mark.parametrize("data", group_options("data"))
 @pytest.mark.parametrize("model", group_options("model"))
 def test_fast_dev_run(make_cfg, train, tmp_path, model, data):
     cfg = make_cfg(f"model={model}", f"data={data}", "debug=fast_dev_run", "data.batch_size=16")
+    if reason := misfit(cfg):
+        pytest.skip(reason)
     train(cfg)
     assert summary(tmp_path / "run")["status"] == "completed"
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_experiment_runs(make_cfg, train, tmp_path, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run", "data.batch_size=16")
+    cfg.trainer.accelerator, cfg.trainer.precision = "cpu", "32-true"
+    train(cfg)
+    assert summary(tmp_path / "run")["status"] == "completed"
+
+
+# Each shipped model with small datasets of its shapes (600 and 500 images), its default optimizer and learning rate.
+SMALL_DATA = [
+    pytest.param("mlp", "mnist", id="mlp-mnist"),
+    pytest.param("cnn", "mnist", id="cnn-mnist", marks=pytest.mark.slow),
+    pytest.param("cnn", "cifar10", id="cnn-cifar10", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("model", "data"), SMALL_DATA)
+def test_defaults_do_not_diverge_on_a_small_dataset(make_cfg, train, tmp_path, model, data):
+    overrides = ("trainer.max_epochs=2", "callbacks.early_stopping=null", "logger=csv", "test=false")
+    cfg = make_cfg(f"model={model}", f"data={data}", *overrides)
+    train(cfg)
+    with (tmp_path / "run" / "csv" / "metrics.csv").open(newline="") as file:
+        losses = [float(row["val/loss"]) for row in csv.DictReader(file) if row["val/loss"]]
+    assert len(losses) == 2
+    # Guessing uniformly among 10 classes scores ln(10) = 2.3; a model that diverged scores far above.
+    assert all(math.isfinite(loss) and loss < 2 * math.log(10) for loss in losses), losses
 
 
 @pytest.fixture
@@ -108,9 +140,12 @@ def test_debug_profiler_reports_where_the_time_went(make_cfg, train, caplog):
 
 @pytest.mark.parametrize("data", group_options("data"))
 def test_batches_are_normalized_without_touching_the_data(make_cfg, data):
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
 
-    datamodule = instantiate(make_cfg(f"data={data}", "data.augment=false").data)
+    cfg = make_cfg(f"data={data}")
+    if not issubclass(get_class(cfg.data._target_), InMemoryDataModule):
+        pytest.skip("not in-memory data (test_image_folder.py checks data=image_folder's preprocessing)")
+    datamodule = instantiate(cfg.data, augment=False)
     datamodule.setup("fit")
     images, labels = next(iter(datamodule.val_dataloader()))
     mean, std = torch.tensor(datamodule.mean).view(1, -1, 1, 1), torch.tensor(datamodule.std).view(1, -1, 1, 1)

@@ -1,5 +1,6 @@
 from ..harness.in_memory import DatasetNotFoundError, InMemoryDataModule, TensorBatchDataset
 from .digits import DigitsDataModule
+from .image_folder import ImageFolderDataModule
 from .vision import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
@@ -7,6 +8,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DigitsDataModule",
     "FashionMNISTDataModule",
+    "ImageFolderDataModule",
     "InMemoryDataModule",
     "MNISTDataModule",
     "TensorBatchDataset",

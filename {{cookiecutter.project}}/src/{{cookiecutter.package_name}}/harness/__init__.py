@@ -6,5 +6,6 @@ harness asks of them is written in ``contract.py``; the rest is small modules, o
 run folders and ``summary.json`` (``runs``), checks of the command line (``checks``), loggers and
 callbacks from their config groups (``components``, ``callbacks/``), checkpoints that survive
 kills (``checkpointing``), SLURM requeue (``requeue``), sweeps (``sweeps``), secrets
-(``secret_env``), ranks and launchers (``distributed``), exact evaluation (``evaluation``).
+(``secret_env``), ranks and launchers (``distributed``), exact evaluation (``evaluation``), finished
+runs read back and their predictions written for ``evaluate.py`` (``finished_runs``, ``predictions``).
 """

@@ -1,6 +1,6 @@
 """What the harness needs from your LightningModule and LightningDataModule, and how it builds them.
 
-Required, and nothing more:
+The README's "Your own model and data" says the same, as steps. Required, and nothing more:
 
 1. ``model._target_`` names a ``pytorch_lightning.LightningModule`` and ``data._target_`` a
    ``pytorch_lightning.LightningDataModule``. They need no base class, mixin or method of ours.
@@ -10,7 +10,8 @@ Required, and nothing more:
    cannot be stored that way (an object, a function) stops the run before the first step,
    with its name and the fix.
 3. The module logs the metric named by ``monitor.metric`` (``val/loss`` by default) during
-   validation; checkpoints, early stopping and sweeps rank runs by it.
+   validation; checkpoints, early stopping and sweeps rank runs by it. Validation and test
+   loaders do not shuffle.
 
 Optional:
 
@@ -23,8 +24,10 @@ Optional:
   test loaders get a sampler that gives each example to exactly one process (Lightning's own
   pads shards by repeating examples). Log torchmetrics ``Metric`` objects (or sums and counts)
   and the logged values equal those of a single-process evaluation.
-- ``predict_dataloader`` (and a ``predict_path`` argument naming the inputs) lets ``evaluate.py``
-  predict on new inputs with the same preprocessing as training.
+- Preprocessing belongs to the DataModule. A ``predict_path`` argument and a
+  ``predict_dataloader`` that reads it (batches without targets) let ``evaluate.py`` predict on
+  new inputs with the same preprocessing as training; ``predict_step`` returns one value (or
+  vector) per example, and a predict dataset's ``names`` label the rows of the predictions file.
 """
 
 import inspect

@@ -5,10 +5,14 @@ with the indices a tensor (``TensorBatchSampler``), instead of lists of samples 
 ``collate``, yet they still flow through a DataLoader and a sampler, so Lightning can swap
 in a DistributedSampler. Images stay ``uint8`` until they reach the device, where
 ``on_after_batch_transfer`` scales, normalizes and (for training) augments whole batches.
+Images to predict (``predict_path``: a ``.npy`` array of raw images, as the dataset stores them)
+take the same way, so they get the preprocessing that training had.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -71,6 +75,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         augment: bool = False,
         prepare_data_per_node: bool = True,
         drop_last: bool = False,
+        predict_path: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -90,7 +95,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
+        if stage == "predict":
+            self.datasets["predict"] = TensorBatchDataset(self.read_predict_images())
+            return
+        if "train" in self.datasets:
             return
         arrays = self.load()
         images, labels = arrays["fit"]
@@ -134,8 +142,27 @@ class InMemoryDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._evaluation_loader("test")
 
+    def predict_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("predict")
+
+    def read_predict_images(self) -> torch.Tensor:
+        """``predict_path``'s images, ``(N, C, H, W)`` (or ``(N, H, W)`` for one channel) in the dataset's raw range."""
+        path, shape = self.hparams.predict_path, tuple(self.input_shape)
+        expected = f"raw images shaped (N, {', '.join(map(str, shape))}) with values in [0, {self.pixel_max:g}]"
+        if path is None or Path(path).suffix != ".npy" or not Path(path).is_file():
+            raise FileNotFoundError(
+                f"predict_path={path}: {type(self).__name__} predicts on a .npy file of {expected}, as the dataset "
+                "stores them (np.save)."
+            )
+        images = torch.from_numpy(np.load(path))
+        if images.dim() == 3 and shape[0] == 1:
+            images = images.unsqueeze(1)
+        if tuple(images.shape[1:]) != shape:
+            raise ValueError(f"predict_path={path} holds an array shaped {tuple(images.shape)}; it needs {expected}.")
+        return images
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        images, labels = batch
+        images, *labels = batch  # no labels in predict batches
         scale, shift = self._normalization(images.device)
         # (images / pixel_max - mean) / std as a multiply and an add, on a fresh float copy. Not one
         # torch.addcmul: broadcast over channels, it took 3x (an MNIST batch) to 25x (a CIFAR batch of
@@ -143,7 +170,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         images = images.to(torch.float32, copy=True).mul_(scale).add_(shift)
         if self.hparams.augment and self.trainer is not None and self.trainer.training:
             images = augment(images)
-        return images, labels.long()
+        return images, *(label.long() for label in labels)
 
     def _normalization(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         # Made once per device: copying new constants to the GPU at every step would wait for it.

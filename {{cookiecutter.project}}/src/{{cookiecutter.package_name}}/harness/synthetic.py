@@ -1,4 +1,4 @@
-"""Write small datasets in the MNIST (IDX) and CIFAR-10 (pickled batches) on-disk formats.
+"""Write small datasets in the MNIST (IDX), CIFAR-10 (pickled batches) and ImageFolder (PNG files) formats.
 
 For tests and benchmarks on machines without internet: the data modules read these
 files exactly as they read the real ones. Each class gets its own mean image plus
@@ -46,3 +46,26 @@ def write_cifar10(data_dir: str | Path, n_train: int = 50000, n_test: int = 1000
         with open(folder / name, "wb") as file:
             pickle.dump({b"data": images.reshape(n, -1), b"labels": labels.tolist()}, file)
     return folder
+
+
+def write_image_folder(
+    root: str | Path,
+    n_per_class: int = 20,
+    num_classes: int = 3,
+    size: tuple[int, int] = (16, 16),
+    seed: int = 0,
+    part: int = 0,
+) -> Path:
+    """RGB PNG files in ``root/class_<k>/<n>.png``. The classes' mean images follow ``seed``; the noise follows
+    ``seed`` and ``part``, so that ``root/train`` and ``root/val`` written with parts 0 and 1 share their classes."""
+    from PIL import Image
+
+    prototypes = np.random.default_rng(seed).integers(0, 256, size=(num_classes, *size, 3))
+    rng = np.random.default_rng([seed, part])
+    for label in range(num_classes):
+        folder = Path(root) / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        noise = rng.normal(0, 40, size=(n_per_class, *size, 3))
+        for index, image in enumerate(np.clip(prototypes[label] + noise, 0, 255).astype(np.uint8)):
+            Image.fromarray(image).save(folder / f"{index}.png")
+    return Path(root)

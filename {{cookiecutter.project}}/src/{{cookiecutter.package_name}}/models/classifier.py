@@ -21,7 +21,8 @@ class Classifier(pl.LightningModule):
     ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (the latter two with
     ``_partial_: true``) that arrive as plain dicts; they are stored as hyperparameters and
     instantiated here, so ``Classifier.load_from_checkpoint(path)`` needs nothing else.
-    ``input_shape`` and ``num_classes`` come from the data (its ``model_kwargs``).
+    ``input_shape``, ``num_classes`` and (where the data knows them) the class names ``classes``
+    come from the data (its ``model_kwargs``).
     ``scheduler`` holds the scheduler config under ``scheduler`` plus Lightning's
     scheduler keys (``interval``, ``frequency``, ``monitor``).
     """
@@ -30,9 +31,10 @@ class Classifier(pl.LightningModule):
         self,
         net: Mapping,
         optimizer: Mapping,
+        input_shape: Sequence[int],
+        num_classes: int,
         scheduler: Mapping | None = None,
-        input_shape: Sequence[int] = (1, 28, 28),
-        num_classes: int = 10,
+        classes: Sequence[str] | None = None,
         compile: bool = False,
     ):
         super().__init__()
@@ -123,7 +125,12 @@ class Classifier(pl.LightningModule):
         self._evaluate(batch, "test", self.test_loss, self.test_acc)
 
     def predict_step(self, batch, batch_idx):
-        return self(batch[0]).argmax(dim=1)
+        """The predicted class of each example, its probability, and its name where the data named the classes."""
+        probability, prediction = self(batch[0]).softmax(dim=1).max(dim=1)
+        predicted = {"prediction": prediction, "probability": probability}
+        if self.hparams.classes:
+            predicted["class"] = [self.hparams.classes[index] for index in prediction.tolist()]
+        return predicted
 
     def configure_optimizers(self):
         make_optimizer = instantiate(self.hparams.optimizer)

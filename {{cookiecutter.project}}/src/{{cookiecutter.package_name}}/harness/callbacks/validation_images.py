@@ -1,14 +1,22 @@
 """On validation end: a confusion matrix and a grid of sample predictions, as images in every logger that shows images.
 
+For classifiers only: the callback checks once whether the task is one, and if not says why in
+one log line and stays off. It needs ``num_classes`` (a model argument, or in the data's
+``model_kwargs``), validation batches ``(inputs, class labels)`` and a ``validation_step`` that
+returns its predicted classes as ``{"preds": ...}``; the grid also needs the inputs to be images.
 Only every ``every_n_epochs``-th validation (epochs 0, n, 2n, ...) and only with a logger that takes
 images; otherwise the callback costs nothing. The confusion matrix counts the whole validation set,
-summed over all processes; global rank 0 draws and logs. The LightningModule's ``validation_step``
-returns its predicted classes as ``{"preds": ...}``.
+summed over all processes; global rank 0 draws and logs.
 """
 
+import logging
+
+import torch
 from pytorch_lightning import Callback
 
 from ..figures import log_figure, takes_images
+
+log = logging.getLogger(__name__)
 
 
 class ValidationImages(Callback):
@@ -20,29 +28,61 @@ class ValidationImages(Callback):
             raise ValueError(f"every_n_epochs={every_n_epochs} must be >= 1 and num_samples={num_samples} >= 0")
         self.every_n_epochs = every_n_epochs
         self.num_samples = num_samples
+        self.num_classes: int | None = None
+        # None until the first validation batch shows whether the task is classification.
+        self.applies: bool | None = None
+        self.images = False
         self._confusion = None
         self._samples = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.applies is not None:
+            return
+        offered = getattr(trainer.datamodule, "model_kwargs", None) or {}
+        self.num_classes = pl_module.hparams.get("num_classes") or offered.get("num_classes")
+        if not self.num_classes:
+            self._switch_off(trainer, "neither the model nor the data declares num_classes")
+
+    def _switch_off(self, trainer, reason: str) -> None:
+        self.applies, self._confusion, self._samples = False, None, None
+        if trainer.is_global_zero:
+            log.info("Callback validation_images is off: %s (it draws confusion matrices of classifiers).", reason)
+
+    def _check(self, trainer, outputs, batch) -> None:
+        preds = outputs.get("preds") if isinstance(outputs, dict) else None
+        if not isinstance(preds, torch.Tensor):
+            return self._switch_off(trainer, "validation_step returns no {'preds': predicted classes}")
+        if not (isinstance(batch, list | tuple) and len(batch) == 2 and isinstance(batch[1], torch.Tensor)):
+            return self._switch_off(trainer, "validation batches are not (inputs, class labels)")
+        inputs, targets = batch
+        if targets.is_floating_point() or targets.shape != preds.shape or targets.dim() != 1:
+            return self._switch_off(trainer, "the labels are not one class index per example")
+        self.applies = True
+        # (N, H, W) or (N, C, H, W) with grey or colour channels: something imshow can show.
+        shape = inputs.shape if isinstance(inputs, torch.Tensor) else ()
+        self.images = len(shape) == 3 or (len(shape) == 4 and shape[1] in (1, 3))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         from torchmetrics.classification import MulticlassConfusionMatrix
 
         self._confusion = self._samples = None
         due = trainer.current_epoch % self.every_n_epochs == 0
-        if trainer.sanity_checking or not due or not any(takes_images(logger) for logger in trainer.loggers):
+        if self.applies is False or trainer.sanity_checking or not due:
             return
-        num_classes = pl_module.hparams.get("num_classes") or trainer.datamodule.num_classes
+        if not any(takes_images(logger) for logger in trainer.loggers):
+            return
         # No input checks: they wait for the GPU at every batch.
-        self._confusion = MulticlassConfusionMatrix(num_classes, validate_args=False).to(pl_module.device)
+        self._confusion = MulticlassConfusionMatrix(self.num_classes, validate_args=False).to(pl_module.device)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._confusion is None:
+        if self.applies is None:
+            self._check(trainer, outputs, batch)
+        if self._confusion is None or not self.applies:
             return
-        if not isinstance(outputs, dict) or "preds" not in outputs:
-            raise TypeError("ValidationImages needs validation_step to return {'preds': predicted classes}")
         images, targets = batch
         preds = outputs["preds"].detach()
         self._confusion.update(preds, targets)
-        if self._samples is None and self.num_samples and trainer.is_global_zero:
+        if self._samples is None and self.images and self.num_samples and trainer.is_global_zero:
             n = self.num_samples
             self._samples = (images[:n].detach(), preds[:n], targets[:n])
 
