@@ -129,10 +129,10 @@ predict_path: null
 }
 
 REGRESSION = ["model=regressor", "data=diabetes", "monitor.metric=val/mse"]
-# Searched as a user would search a model of their own: the example search's parameters (the mlp's)
-# are dropped, and the command line says what to search.
+# Searched as a user would search a model of their own: the example search space (the mlp's) is
+# emptied, and the command line says what to search.
 REGRESSION_SEARCH = [
-    "hydra.sweeper.params=null",
+    "search_space=[]",
     "model.lr=tag(log, interval(1e-3, 1e-1))",
     "model.hidden=choice(8, 32)",
 ]
