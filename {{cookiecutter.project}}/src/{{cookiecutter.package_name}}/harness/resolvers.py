@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from .distributed import launched_externally
+from .rank_logs import log_file_name
 
 
 @functools.cache
@@ -61,6 +62,7 @@ def sweep_name() -> str | None:
 def register_resolvers() -> None:
     # Cached in the config, so a job that Hydra re-composes from a sweep (e.g. on a SLURM node)
     # keeps the names its sweep resolved when it was launched.
-    for name, resolver in (("run_id", run_id), ("run_name", run_name), ("sweep_name", sweep_name)):
+    resolvers = (("run_id", run_id), ("run_name", run_name), ("sweep_name", sweep_name), ("log_file", log_file_name))
+    for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)

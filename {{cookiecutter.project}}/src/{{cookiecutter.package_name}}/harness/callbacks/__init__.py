@@ -1,19 +1,23 @@
 """Callbacks of our own: loss checks, the guard that keeps bookkeeping from stopping a run, system
-monitoring and validation images; and Lightning's checkpoint and early-stopping callbacks, made cheaper
-per step (monitors.py)."""
+monitoring, training throughput, validation images and weight averaging (EMA); and Lightning's
+checkpoint and early-stopping callbacks, made cheaper per step (monitors.py)."""
 
 from .bookkeeping import Bookkeeping
+from .ema import EMAWeightAveraging
 from .finite_loss import FiniteLossGuard, NonFiniteLossError
 from .monitors import EarlyStopping, ModelCheckpoint
 from .system_monitor import SystemMonitor
+from .throughput import TrainingThroughput
 from .validation_images import ValidationImages
 
 __all__ = [
     "Bookkeeping",
+    "EMAWeightAveraging",
     "EarlyStopping",
     "FiniteLossGuard",
     "ModelCheckpoint",
     "NonFiniteLossError",
     "SystemMonitor",
+    "TrainingThroughput",
     "ValidationImages",
 ]
