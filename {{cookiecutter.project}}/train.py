@@ -78,8 +78,8 @@ def train(cfg: DictConfig) -> float | None:
     except BaseException as error:
         # Each process's traceback goes into its own log file; summary.json names the rank that failed first.
         rank_logs.record_failure(output_dir, error)
+        record.data["first_failure"] = rank_logs.first_failure(output_dir, since=started)
         record.fail(error, trainer)
-        record.record(first_failure=rank_logs.first_failure(output_dir, since=started))
         if not continue_sweep(error):
             raise
         return None

@@ -25,6 +25,14 @@ Optional:
   and the logged values equal those of a single-process evaluation.
 - ``predict_dataloader`` (and a ``predict_path`` argument naming the inputs) lets ``evaluate.py``
   predict on new inputs with the same preprocessing as training.
+- Tokens: a ``count_tokens(batch)`` method, on the LightningModule or else on the DataModule,
+  returns how many tokens a training batch holds (e.g. ``batch["attention_mask"].sum()``, padding
+  left out). Then ``throughput/tokens_per_s`` is logged and its median goes into summary.json.
+  It is called on every training batch after the batch reached the device: a tensor on the
+  GPU is fine and is read only when throughput is logged.
+- FLOPs: the throughput callback counts those of one training batch itself, on the first one
+  (``torch.utils.flop_counter``). A module whose FLOPs that cannot see, or that knows better,
+  sets a ``flops_per_batch`` attribute (Lightning's ThroughputMonitor convention) instead.
 """
 
 import inspect

@@ -37,10 +37,15 @@ def process_name() -> str:
     return f"rank{local}" if node == 0 else f"node{node}-rank{local}"
 
 
-def log_file_name(job_name: str) -> str:
-    """Hydra's log file for this process: ``<job name>.log`` on global rank 0, ``rank<k>.log`` elsewhere."""
+def log_file_name() -> str:
+    """Hydra's log file for this process: Hydra's own ``<job name>.log`` on global rank 0, ``rank<k>.log`` elsewhere.
+
+    Lightning's launcher names the job of each rank it starts ``train_ddp_process_<k>``: only rank 0's is used.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
     name = process_name()
-    return f"{job_name}.log" if name == "rank0" else f"{name}.log"
+    return f"{HydraConfig.get().job.name}.log" if name == "rank0" else f"{name}.log"
 
 
 def record_failure(run_dir: Path, error: BaseException) -> None:
