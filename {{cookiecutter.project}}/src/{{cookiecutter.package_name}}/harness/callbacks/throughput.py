@@ -3,9 +3,9 @@
 Every ``every_n_steps`` training batches, global rank 0 logs: samples/s (all processes together),
 tokens/s where the model or the data counts tokens (``count_tokens``, see contract.py), the time
 of one training batch, the share of it spent blocked on the training dataloader, peak memory (the
-GPU allocator's peak on a GPU, the process's peak RSS on a CPU), the FLOP/s of one device, and on
-a GPU the MFU: those FLOP/s over the card's peak for the precision in use. ``summary()`` gives the
-medians of these intervals (and the peak memory) for summary.json.
+GPU allocator's peak on a GPU, the process's peak RSS on a CPU), and on a GPU the MFU: the FLOP/s
+of one device over the card's peak for the precision in use. ``summary()`` gives the medians of
+these intervals (the highest peak memory), and the FLOP/s of one device, for summary.json.
 
 Lightning's pieces do the arithmetic: ``Throughput`` turns counts and a clock into rates, FLOP/s
 and MFU, and ``get_available_flops`` knows the peak FLOP/s of common cards (None for others, and
@@ -17,9 +17,11 @@ backward as the module runs them, whatever its batch looks like. A module with a
 
 Not Lightning's ThroughputMonitor callback itself: it waits for the GPU after every batch, which
 stalls the pipeline that keeps a GPU busy; here the clock is read without waiting, and the GPU is
-synchronized once per interval, where the sums of the per-batch times are exact again. The time
-blocked on the dataloader is the span Lightning marks for profilers as
-``[_TrainingEpochLoop].train_dataloader_next``. Validation is not counted, nor the batch after it.
+synchronized once per interval, where the sums of the per-batch times are exact again. The data
+wait of a batch is the time from the end of the one before to its start, as torchtitan counts it:
+waiting for the dataloader and moving the batch to the device (and Lightning's few steps between
+batches; at the steps where Lightning writes logs, that writing too). Validation is not counted,
+nor the batch after it.
 """
 
 import logging
@@ -36,6 +38,9 @@ from pytorch_lightning.utilities.data import extract_batch_size
 log = logging.getLogger(__name__)
 
 GIB = 2**30
+SEQUENCES = (tuple, list)
+# Logged at every interval (every scalar written costs the loggers time); the summary holds all of METRICS.
+LOGGED = ("samples_per_s", "tokens_per_s", "step_time_ms", "data_wait_fraction", "peak_memory_gib", "mfu")
 METRICS = (
     "samples_per_s",
     "tokens_per_s",
@@ -69,6 +74,9 @@ class TrainingThroughput(Callback):
         self.mfu_unavailable: str | None = None
         self.peak_memory_of = ""
         self._flop_counter = None
+        self._count_flops_next = False
+        # None while batches are not timed: on other ranks, after validation, for the batch whose FLOPs are counted.
+        self._last_end: float | None = None
 
     # --- setting up ------------------------------------------------------------------------
 
@@ -100,87 +108,56 @@ class TrainingThroughput(Callback):
             self.peak_memory_of = "GPU allocator peak (torch.cuda.max_memory_allocated)"
         else:
             self.peak_memory_of = "process peak resident memory (RSS)"
+        self._on_gpu = self.device.type == "cuda"
         self._reset_interval()
-        self._last_end: float | None = None
-        self._listen_to_fetches(trainer)
-
-    def _listen_to_fetches(self, trainer) -> None:
-        """Time the span Lightning's training loop marks as fetching a batch, by wrapping its profiler's markers."""
-        profiler = trainer.profiler
-        fetch = f"[{type(trainer.fit_loop.epoch_loop).__name__}].train_dataloader_next"
-        start, stop = profiler.start, profiler.stop
-        self._fetch_started = 0.0
-        self._fetch_time = 0.0
-
-        def fetch_start(action_name: str) -> None:
-            if action_name == fetch:
-                self._fetch_started = time.perf_counter()
-            start(action_name)
-
-        def fetch_stop(action_name: str) -> None:
-            if action_name == fetch:
-                self._fetch_time += time.perf_counter() - self._fetch_started
-            stop(action_name)
-
-        self._profiler = (profiler, vars(profiler).get("start"), vars(profiler).get("stop"))
-        profiler.start, profiler.stop = fetch_start, fetch_stop
-
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        if stage != "fit" or not self.active:
-            return
-        profiler, start, stop = self._profiler
-        for name, original in (("start", start), ("stop", stop)):
-            if original is None:
-                vars(profiler).pop(name, None)
-            else:
-                setattr(profiler, name, original)
 
     # --- every batch ---------------------------------------------------------------------
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # The epoch's first batch counts from here: it includes making the dataloader's iterator.
-        self._last_end = time.perf_counter()
-        self._fetch_time = 0.0
+        if self.active:
+            self._last_end = time.perf_counter()
 
     def on_validation_start(self, trainer, pl_module) -> None:
         # Validation is not training time: the batch after it is not counted either.
         self._last_end = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.active and self._count_flops_next:
+        # Since the last batch ended: waiting for this one from the dataloader and moving it to the device.
+        self._batch_start = time.perf_counter()
+        if self._count_flops_next:
             from torch.utils.flop_counter import FlopCounterMode
 
+            self._count_flops_next, self._last_end = False, None  # the counted batch runs slower: not timed
             self._flop_counter = FlopCounterMode(display=False)
             self._flop_counter.__enter__()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self.active:
+        # Kept short: it runs at every step.
+        if self._last_end is None:
+            if self._flop_counter is not None:
+                self._finish_flop_count()
+            if self.active:
+                self._last_end = time.perf_counter()
             return
-        if self._flop_counter is not None:
-            self._finish_flop_count()
-            # The counted batch ran slower: its time is left out.
-            self._last_end, self._fetch_time = time.perf_counter(), 0.0
-            return
-        closes_interval = self._interval["batches"] + 1 >= self.every_n_steps
-        if closes_interval and self.device.type == "cuda":
+        closing = self._batches + 1 == self.every_n_steps
+        if closing and self._on_gpu:
             torch.cuda.synchronize(self.device)
         now = time.perf_counter()
-        if self._last_end is not None:
-            interval = self._interval
-            interval["time"] += now - self._last_end
-            interval["data_wait"] += self._fetch_time
-            interval["batches"] += 1
-            interval["samples"] += _batch_size(batch)
-            if self._count_tokens is not None:
-                interval["tokens"] += self._count_tokens(batch)
-            if closes_interval:
-                self._close_interval(trainer)
-        self._last_end, self._fetch_time = now, 0.0
+        self._time += now - self._last_end
+        self._wait += self._batch_start - self._last_end
+        self._last_end = now
+        self._batches += 1
+        self._samples += _batch_size(batch)
+        if self._count_tokens is not None:
+            self._tokens += self._count_tokens(batch)
+        if closing:
+            self._close_interval(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # A short run, or the rest after the last full interval.
-        if self.active and self._interval["batches"]:
-            if self.device.type == "cuda":
+        if self.active and self._batches:
+            if self._on_gpu:
                 torch.cuda.synchronize(self.device)
             self._close_interval(trainer)
 
@@ -194,42 +171,44 @@ class TrainingThroughput(Callback):
     def _finish_flop_count(self) -> None:
         counter, self._flop_counter = self._flop_counter, None
         counter.__exit__(None, None, None)
-        self._count_flops_next = False
         self.flops_per_batch = counter.get_total_flops() or None
         if self.flops_per_batch is None:
             self.mfu_unavailable = self.mfu_unavailable or "no FLOPs counted: define flops_per_batch on the module"
 
     def _reset_interval(self) -> None:
-        self._interval = {"time": 0.0, "data_wait": 0.0, "batches": 0, "samples": 0, "tokens": 0}
+        self._time = self._wait = 0.0
+        self._batches = self._samples = self._tokens = 0
 
     def _close_interval(self, trainer) -> None:
-        interval, totals = self._interval, self.totals
-        tokens = int(interval["tokens"]) if self._count_tokens is not None else None
-        for key in ("time", "batches", "samples"):
-            totals[key] += interval[key]
+        totals = self.totals
+        tokens = int(self._tokens) if self._count_tokens is not None else None
+        totals["time"] += self._time
+        totals["batches"] += self._batches
+        totals["samples"] += self._samples
         totals["tokens"] += tokens or 0
         self.throughput.update(
             time=totals["time"],
             batches=totals["batches"],
             samples=totals["samples"],
             lengths=totals["tokens"] if tokens is not None else None,
-            flops=None if self.flops_per_batch is None else self.flops_per_batch * interval["batches"],
+            flops=None if self.flops_per_batch is None else self.flops_per_batch * self._batches,
         )
         rates = self.throughput.compute()
         world = "" if trainer.world_size > 1 else "device/"
         measured = {
             "samples_per_s": rates[f"{world}samples_per_sec"],
             "tokens_per_s": rates.get(f"{world}items_per_sec") if tokens is not None else None,
-            "step_time_ms": 1000 * interval["time"] / interval["batches"],
-            "data_wait_fraction": min(1.0, interval["data_wait"] / interval["time"]),
+            "step_time_ms": 1000 * self._time / self._batches,
+            "data_wait_fraction": min(1.0, self._wait / self._time),
             "device_tflops_per_s": _scaled(rates.get("device/flops_per_sec"), 1e-12),
             "mfu": rates.get("device/mfu"),
             "peak_memory_gib": _scaled(self._peak_memory(), 1 / GIB),
         }
         measured = {name: value for name, value in measured.items() if value is not None}
         self.history.append(measured)
+        logged = {f"throughput/{name}": value for name, value in measured.items() if name in LOGGED}
         for logger in trainer.loggers:
-            logger.log_metrics({f"throughput/{name}": value for name, value in measured.items()}, trainer.global_step)
+            logger.log_metrics(logged, trainer.global_step)
         self._reset_interval()
 
     def _peak_memory(self) -> int | None:
@@ -280,9 +259,9 @@ def _token_counter(pl_module, datamodule):
 def _batch_size(batch) -> int:
     """Lightning's batch size of ``batch`` (the length of its first tensor), looked up directly for the usual
     ``(inputs, targets)`` or a tensor: Lightning's general search costs a few microseconds at every step."""
-    first = batch[0] if isinstance(batch, tuple | list) and batch else batch
-    if isinstance(first, torch.Tensor) and first.dim():
-        return len(first)
+    first = batch[0] if isinstance(batch, SEQUENCES) and batch else batch
+    if isinstance(first, torch.Tensor) and first.ndim:
+        return first.shape[0]
     return extract_batch_size(batch)
 
 
