@@ -31,8 +31,9 @@ Optional:
   It is called on every training batch after the batch reached the device: a tensor on the
   GPU is fine and is read only when throughput is logged.
 - FLOPs: the throughput callback counts those of one training batch itself, on the first one
-  (``torch.utils.flop_counter``). A module whose FLOPs that cannot see, or that knows better,
-  sets a ``flops_per_batch`` attribute (Lightning's ThroughputMonitor convention) instead.
+  (``torch.utils.flop_counter``, which sees matrix products, convolutions and attention). A
+  module that knows its FLOPs better sets a ``flops_per_batch`` attribute instead (Lightning's
+  ThroughputMonitor convention), and MFU is computed from that.
 """
 
 import inspect

@@ -74,28 +74,25 @@ def git_state(root: Path, run_dir: Path | None = None, max_patch_mb: float = 10.
 
 def _save_changes(root: Path, run_dir: Path, max_patch_mb: float) -> dict[str, Any]:
     """Write ``git diff HEAD`` to run_dir/code.patch (unless larger than the cap) and list the untracked files."""
-    listing = _git(root, "ls-files", "--others", "--exclude-standard", "-z").decode(errors="replace")
-    untracked = [name for name in listing.split("\0") if name]
-    saved: dict[str, Any] = {"untracked": untracked[:MAX_UNTRACKED_LISTED]}
-    if len(untracked) > MAX_UNTRACKED_LISTED:
-        saved["untracked_not_listed"] = len(untracked) - MAX_UNTRACKED_LISTED
+    saved: dict[str, Any] = {"patch": None}
     try:
+        listing = _git(root, "ls-files", "--others", "--exclude-standard", "-z").decode(errors="replace")
         patch = _diff(root, int(max_patch_mb * 2**20))
     except GitUnavailable as error:
-        log.warning("code.patch not written: git diff failed (%s).", error)
-        saved["patch"] = None
+        log.warning("code.patch not written: git failed (%s).", error)
         return saved
+    untracked = [name for name in listing.split("\0") if name]
+    saved["untracked"] = untracked[:MAX_UNTRACKED_LISTED]
+    if len(untracked) > MAX_UNTRACKED_LISTED:
+        saved["untracked_not_listed"] = len(untracked) - MAX_UNTRACKED_LISTED
     if patch is None:
         log.warning(
             "code.patch not written: the uncommitted changes exceed %g MiB. Commit them (or ignore large files in "
             ".gitignore) so that this run can be rebuilt; max_code_patch_mb raises the cap.",
             max_patch_mb,
         )
-        saved["patch"] = None
         saved["patch_skipped"] = f"larger than {max_patch_mb:g} MiB"
-        return saved
-    saved["patch"] = None
-    if patch:  # empty when only untracked files make the tree dirty
+    elif patch:  # empty when only untracked files make the tree dirty
         (run_dir / PATCH_NAME).write_bytes(_without_secrets(patch))
         saved["patch"] = PATCH_NAME
     return saved

@@ -2,8 +2,8 @@
 
 Every ``every_n_steps`` training batches, global rank 0 logs: samples/s (all processes together),
 tokens/s where the model or the data counts tokens (``count_tokens``, see contract.py), the time
-of one training batch, the share of it spent blocked on the training dataloader, peak memory (the
-GPU allocator's peak on a GPU, the process's peak RSS on a CPU), and on a GPU the MFU: the FLOP/s
+of one training batch, the share of it spent waiting for the batch, peak memory (the GPU
+allocator's peak on a GPU, the process's peak RSS on a CPU), and on a GPU the MFU: the FLOP/s
 of one device over the card's peak for the precision in use. ``summary()`` gives the medians of
 these intervals (the highest peak memory), and the FLOP/s of one device, for summary.json.
 
@@ -89,13 +89,13 @@ class TrainingThroughput(Callback):
         self.active = True
         self.device = trainer.strategy.root_device
         dtype = _plugin_to_compute_dtype(trainer.precision_plugin)
-        available = get_available_flops(self.device, dtype) if self.device.type == "cuda" else None
-        if self.device.type != "cuda":
-            self.mfu_unavailable = f"no MFU on {self.device.type}: peak FLOP/s are known for GPUs only"
-        elif available is None:
+        available = get_available_flops(self.device, dtype)
+        if available is None and self.device.type == "cuda":
             name = torch.cuda.get_device_name(self.device)
             self.mfu_unavailable = f"unknown card: Lightning lists no peak FLOP/s for {name!r} at {dtype}"
             log.warning("MFU is not computed: %s.", self.mfu_unavailable)
+        elif available is None:
+            self.mfu_unavailable = f"no MFU on {self.device.type}: peak FLOP/s are listed for GPUs and TPUs only"
         self.throughput = Throughput(available_flops=available, world_size=trainer.world_size, window_size=2)
         # Lightning's Throughput keeps running totals; the first entry is the start.
         self.throughput.update(time=0.0, batches=0, samples=0, lengths=0, flops=0)
