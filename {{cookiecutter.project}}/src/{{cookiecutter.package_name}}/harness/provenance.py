@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb")
 PATCH_NAME = "code.patch"
+# The default of max_code_patch_mb (configs/train.yaml).
+MAX_PATCH_MB = 10.0
 # Untracked files listed by name in provenance.json; beyond this only their number.
 MAX_UNTRACKED_LISTED = 200
 CHUNK = 1 << 16
@@ -56,7 +58,7 @@ def _say_once(message: str) -> None:
     log.warning(message)
 
 
-def git_state(root: Path, run_dir: Path | None = None, max_patch_mb: float = 10.0) -> dict[str, Any]:
+def git_state(root: Path, run_dir: Path | None = None, max_patch_mb: float = MAX_PATCH_MB) -> dict[str, Any]:
     """The commit and dirty flag of ``root``; with ``run_dir``, a dirty tree's changes go to ``code.patch`` there."""
     try:
         # Quiet: in a repository without commits it fails without a message.
@@ -150,7 +152,7 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def provenance(root: Path, run_dir: Path, max_patch_mb: float) -> dict[str, Any]:
+def provenance(root: Path, run_dir: Path, max_patch_mb: float = MAX_PATCH_MB) -> dict[str, Any]:
     """What provenance.json holds; writes code.patch into ``run_dir`` when the tree is dirty."""
     return {
         "command": [sys.executable, *sys.argv],

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.throughput import throughput_summary
 from .distributed import is_global_zero
-from .provenance import provenance
+from .provenance import MAX_PATCH_MB, provenance
 from .secret_env import redact
 
 
@@ -82,7 +82,8 @@ class RunRecord:
             resolved = redact(OmegaConf.to_container(cfg, resolve=True))
             (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved), encoding="utf-8")
             project_root = Path(os.environ.get("PROJECT_ROOT", "."))
-            write_json(output_dir / "provenance.json", provenance(project_root, output_dir, cfg.max_code_patch_mb))
+            max_patch_mb = cfg.get("max_code_patch_mb", MAX_PATCH_MB)
+            write_json(output_dir / "provenance.json", provenance(project_root, output_dir, max_patch_mb))
             self._write()
 
     def record(self, **values: Any) -> None:
