@@ -28,7 +28,7 @@ def train(cfg: DictConfig) -> float | None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from {{cookiecutter.package_name}}.harness import contract, devices, hparams, runs, wandb_run
+    from {{cookiecutter.package_name}}.harness import contract, devices, hparams, rank_logs, runs, wandb_run
     from {{cookiecutter.package_name}}.harness.callbacks import Bookkeeping
     from {{cookiecutter.package_name}}.harness.components import build_callbacks, build_loggers
     from {{cookiecutter.package_name}}.harness.distributed import check_multirun_launch
@@ -78,6 +78,9 @@ def train(cfg: DictConfig) -> float | None:
         hparams.log_final_metrics(trainer.loggers, cfg, record.data["metrics"], trainer.global_step)
         return result
     except BaseException as error:
+        # Each process's traceback goes into its own log file; summary.json names the rank that failed first.
+        rank_logs.record_failure(output_dir, error)
+        record.data["first_failure"] = rank_logs.first_failure(output_dir, since=started)
         record.fail(error, trainer)
         if not continue_sweep(error):
             raise

@@ -3,7 +3,8 @@
 Your rooms are ``models/`` (LightningModules and the networks they build) and ``data/``
 (LightningDataModules), with their configs in ``configs/model`` and ``configs/data``. What the
 harness asks of them is written in ``contract.py``; the rest is small modules, one job each:
-run folders and ``summary.json`` (``runs``), checks of the command line (``checks``), loggers and
+run folders and ``summary.json`` (``runs``), where a run came from (``provenance``), a log per
+process (``rank_logs``), checks of the command line (``checks``), loggers and
 callbacks from their config groups (``components``, ``callbacks/``), checkpoints that survive
 kills (``checkpointing``), SLURM requeue (``requeue``), sweeps (``sweeps``), secrets
 (``secret_env``), ranks and launchers (``distributed``), exact evaluation (``evaluation``), finished

@@ -28,6 +28,15 @@ Optional:
   ``predict_dataloader`` that reads it (batches without targets) let ``evaluate.py`` predict on
   new inputs with the same preprocessing as training; ``predict_step`` returns one value (or
   vector) per example, and a predict dataset's ``names`` label the rows of the predictions file.
+- Tokens: a ``count_tokens(batch)`` method, on the LightningModule or else on the DataModule,
+  returns how many tokens a training batch holds (e.g. ``batch["attention_mask"].sum()``, padding
+  left out). Then ``throughput/tokens_per_s`` is logged and its median goes into summary.json.
+  It is called on every training batch after the batch reached the device: a tensor on the
+  GPU is fine and is read only when throughput is logged.
+- FLOPs: the throughput callback counts those of one training batch itself, on the first one
+  (``torch.utils.flop_counter``, which sees matrix products, convolutions and attention). A
+  module that knows its FLOPs better sets a ``flops_per_batch`` attribute instead (Lightning's
+  ThroughputMonitor convention), and MFU is computed from that.
 """
 
 import inspect

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from .config_help import help_options
 from .distributed import launched_externally
+from .rank_logs import log_file_name
 
 
 @functools.cache
@@ -74,6 +75,7 @@ def register_resolvers() -> None:
         "sweep_name": sweep_name,
         "folder_name": folder_name,
         "config_options": help_options,
+        "log_file": log_file_name,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -7,21 +7,16 @@ import datetime as dt
 import json
 import math
 import os
-import platform
-import socket
-import subprocess
-import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks.throughput import throughput_summary
 from .distributed import is_global_zero
+from .provenance import MAX_PATCH_MB, provenance
 from .secret_env import redact
-
-PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb")
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -30,28 +25,6 @@ def write_json(path: Path, data: dict) -> None:
     text = json.dumps(redact(data), indent=2, default=lambda value: redact(str(value)))
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def git_state(cwd: Path) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for package in PACKAGES:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def print_config(cfg: DictConfig) -> None:
@@ -109,15 +82,9 @@ class RunRecord:
             output_dir.mkdir(parents=True, exist_ok=True)
             resolved = redact(OmegaConf.to_container(cfg, resolve=True))
             (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved), encoding="utf-8")
-            write_json(
-                output_dir / "provenance.json",
-                {
-                    "command": [sys.executable, *sys.argv],
-                    "host": socket.gethostname(),
-                    "git": git_state(Path(os.environ.get("PROJECT_ROOT", "."))),
-                    "versions": versions(),
-                },
-            )
+            project_root = Path(os.environ.get("PROJECT_ROOT", "."))
+            max_patch_mb = cfg.get("max_code_patch_mb", MAX_PATCH_MB)
+            write_json(output_dir / "provenance.json", provenance(project_root, output_dir, max_patch_mb))
             self._write()
 
     def record(self, **values: Any) -> None:
@@ -139,6 +106,7 @@ class RunRecord:
             metrics={**self.data.get("metrics", {}), **_scalars(trainer.callback_metrics)},
             best_checkpoint=getattr(checkpoint, "best_model_path", None) or None,
             last_checkpoint=getattr(checkpoint, "last_model_path", None) or None,
+            throughput=throughput_summary(trainer),
         )
         if best is None:
             best = self.data["metrics"].get(self.monitor["metric"])

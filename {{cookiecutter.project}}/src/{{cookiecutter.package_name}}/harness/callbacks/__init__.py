@@ -1,22 +1,26 @@
 """Callbacks of our own: loss checks, the guard that keeps bookkeeping from stopping a run, system
-monitoring, validation images, progress lines for log files; and Lightning's checkpoint and
-early-stopping callbacks, made cheaper per step (monitors.py)."""
+monitoring, training throughput, validation images, weight averaging (EMA) and progress lines for log
+files; and Lightning's checkpoint and early-stopping callbacks, made cheaper per step (monitors.py)."""
 
 from .bookkeeping import Bookkeeping
+from .ema import EMAWeightAveraging
 from .finite_loss import FiniteLossGuard, NonFiniteLossError
 from .monitors import EarlyStopping, ModelCheckpoint
 from .progress import LineProgress, progress_bar
 from .system_monitor import SystemMonitor
+from .throughput import TrainingThroughput
 from .validation_images import ValidationImages
 
 __all__ = [
     "Bookkeeping",
+    "EMAWeightAveraging",
     "EarlyStopping",
     "FiniteLossGuard",
     "LineProgress",
     "ModelCheckpoint",
     "NonFiniteLossError",
     "SystemMonitor",
+    "TrainingThroughput",
     "ValidationImages",
     "progress_bar",
 ]
