@@ -70,6 +70,36 @@ def test_checkpoint_loads_safely_and_reproduces_its_metric(short_run, make_cfg):
     assert metrics["val/loss"] == pytest.approx(best, rel=1e-5)
 
 
+# A few batches per epoch, no logger and no test phase: 6 training steps per epoch.
+BRIEF = (
+    "trainer.limit_train_batches=6",
+    "trainer.limit_val_batches=2",
+    "trainer.accelerator=cpu",
+    "logger=none",
+    "test=false",
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "final_step"),
+    [
+        # val/loss falls, so with mode=max only epoch 0 makes the top k: last.ckpt must still follow the training.
+        (("trainer.max_epochs=3", "monitor.mode=max"), 3 * 6),
+        # Stopped by max_steps in the middle of an epoch, after the last validation.
+        (("trainer.max_epochs=3", "trainer.max_steps=8"), 8),
+        # Stopped early: patience 1, and mode=max never improves after epoch 0.
+        (("trainer.max_epochs=5", "monitor.mode=max", "callbacks.early_stopping.patience=1"), 2 * 6),
+    ],
+    ids=["no new best", "max_steps", "early stop"],
+)
+def test_last_checkpoint_holds_the_final_state(make_cfg, train, tmp_path, overrides, final_step):
+    train(make_cfg(*BRIEF, *overrides))
+    record = summary(tmp_path / "run")
+    assert record["status"] == "completed" and record["global_step"] == final_step
+    assert Path(record["last_checkpoint"]).name == "last.ckpt"
+    assert torch.load(record["last_checkpoint"], weights_only=True)["global_step"] == final_step
+
+
 def test_resume_continues_at_the_right_step(make_cfg, train, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     train(make_cfg("trainer.max_epochs=2", "callbacks.early_stopping=null", output_dir=first))
