@@ -94,6 +94,8 @@ DEFAULT_FILES = {
     "src/my_project/harness/callbacks/bookkeeping.py",
     "src/my_project/harness/callbacks/finite_loss.py",
     "src/my_project/harness/callbacks/monitors.py",
+    "src/my_project/harness/callbacks/run_progress.py",
+    "src/my_project/harness/resume.py",
     "src/my_project/harness/sampling.py",
     "src/my_project/data/__init__.py",
     "src/my_project/data/digits.py",

@@ -4,6 +4,7 @@ The slow tests start ``train.py`` as a real process (and SIGKILL it); the others
 """
 
 import logging
+import os
 import random
 import shutil
 import signal
@@ -40,7 +41,7 @@ def only_run_dir(log_dir: Path) -> Path:
     return run_dir
 
 
-# --- Bad overrides fail before anything heavy runs -------------------------------------------
+# --- Bad values fail before anything heavy runs ----------------------------------------------
 
 # Runs train.py as ``python train.py`` does, then reports whether torch was imported on the way out.
 PROBE = """
@@ -52,73 +53,172 @@ finally:
     print("torch imported:", "torch" in sys.modules)
 """
 
-BAD_OVERRIDES = {
-    "typo": (["trainer.max_epoch=3"], ["trainer.max_epoch", "Did you mean trainer.max_epochs?", "+trainer.max_epoch"]),
+# Refused by the checks before a run (harness/checks.py): one line, exit status 2. ``{tmp}`` is the test's folder.
+BAD_VALUES = {
     "type": (["data.batch_size=abc"], ["data.batch_size", "an integer", "'abc'"]),
     "not positive": (["data.batch_size=0"], ["data.batch_size", "at least 1"]),
     "bool": (["test=maybe"], ["test", "true or false"]),
-    "group option": (["model=resnet9000"], ["model=resnet9000", "Available: cnn, mlp"]),
-    "close option": (["model=mpl"], ["Did you mean model=mlp?"]),
     "swept value": (["-m", "model.optimizer.lr=1e-3,fast"], ["model.optimizer.lr", "a number", "'fast'"]),
-    "syntax": (["tags=[a"], ["tags=[a", "override_grammar"]),
+    "swept value out of range": (["-m", "model.optimizer.lr=1e-3,-1"], ["model.optimizer.lr", "> 0", "not -1"]),
+    "log every 0 steps": (["trainer.log_every_n_steps=0"], ["trainer.log_every_n_steps", "at least 1"]),
+    "no epochs": (["trainer.max_epochs=0"], ["trainer.max_epochs", "at least 1"]),
+    "no training batches": (["trainer.limit_train_batches=0"], ["trainer.limit_train_batches", "(0, 1]"]),
+    "no devices": (["trainer.devices=0"], ["trainer.devices", ">= 1"]),
+    "validation fraction above 1": (["data.val_fraction=1.5"], ["data.val_fraction", "between 0 and 1"]),
+    "no validation examples": (["data.val_fraction=0"], ["data.val_fraction", "between 0 and 1"]),
+    "dropout": (["model.net.dropout=1.5"], ["model.net.dropout", "probability"]),
+    "monitor mode": (["monitor.mode=maximum"], ["monitor.mode", "one of min, max"]),
+    "task name leaves log_dir": (["task_name=../../../escaped"], ["task_name", "a folder name"]),
+    "checkpoint is text": (["ckpt_path={tmp}/notes.txt"], ["notes.txt", "not a checkpoint"]),
+    "checkpoint is empty": (["ckpt_path={tmp}/empty.ckpt"], ["empty.ckpt", "an empty file"]),
+    "no such checkpoint": (["ckpt_path={tmp}/nothing.ckpt"], ["nothing.ckpt", "no such file", "ckpt_path=last"]),
+    "nothing to resume": (["ckpt_path=last"], ["ckpt_path=last: no checkpoint under", "Train once"]),
     "slurm without sbatch": (["-m", "hydra/launcher=submitit_slurm"], ["sbatch", "not on PATH", "cluster=local"]),
+    "search on slurm without sbatch": (["hparams_search=optuna", "cluster=slurm"], ["cluster=slurm", "sbatch"]),
+    # The search's jobs would run on GPU nodes: what is missing on this login node is sbatch, not a GPU.
+    "search on the HPC preset": (["hparams_search=optuna", "cluster=hpc_a100"], ["cluster=hpc_a100", "sbatch"]),
     "gpu without gpu": (["trainer=gpu"], ["trainer=gpu", "no NVIDIA GPU", "trainer=cpu"]),
+    "ddp under -m": (["-m", "trainer=ddp_cpu"], ["-m (multirun) cannot drive", "2 process(es)", "torchrun"]),
+}
+# Refused by Hydra itself, as it composes the config: unknown keys and options, malformed overrides.
+HYDRA_REFUSALS = {
+    "typo": (["trainer.max_epoch=3"], ["trainer.max_epoch", "+trainer.max_epoch=3"]),
+    "group option": (["model=resnet9000"], ["model/resnet9000", "cnn", "mlp"]),
+    "syntax": (["tags=[a"], ["'[a'", "override_grammar"]),
+}
+NEEDS = {
+    "gpu without gpu": "no GPU",
+    "slurm without sbatch": "submitit",
+    "search on slurm without sbatch": "slurm",
+    "search on the HPC preset": "slurm",
 }
 
 
-@pytest.mark.parametrize("case", BAD_OVERRIDES)
-def test_bad_override_fails_fast_saying_what_to_do(tmp_path, case):
-    overrides, expected = BAD_OVERRIDES[case]
-    if case == "gpu without gpu" and (Path("/proc/driver/nvidia/gpus").is_dir() or shutil.which("nvidia-smi")):
-        pytest.skip("this machine has a GPU")
-    if case == "slurm without sbatch":
-        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+def run_probe(tmp_path: Path, *overrides: str, **env: str) -> subprocess.CompletedProcess:
     # No sbatch on PATH (CI installs SLURM); the interpreter is called by its full path.
-    env = subprocess_env(tmp_path / "logs", PATH=str(tmp_path))
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    elapsed = time.perf_counter() - started
+    environment = subprocess_env(tmp_path / "logs", PATH=str(tmp_path), **env)
+    command = [sys.executable, "-c", PROBE, *(o.format(tmp=tmp_path) for o in overrides)]
+    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+
+
+def skip_unless_possible(case: str) -> None:
+    need = NEEDS.get(case)
+    if need == "no GPU" and (Path("/proc/driver/nvidia/gpus").is_dir() or shutil.which("nvidia-smi")):
+        pytest.skip("this machine has a GPU")
+    if need == "submitit":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    if need == "slurm" and not (ROOT / "configs" / "cluster" / "slurm.yaml").is_file():
+        pytest.skip("baked without SLURM presets")
+
+
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_bad_value_fails_at_once_saying_what_to_do(tmp_path, case):
+    overrides, expected = BAD_VALUES[case]
+    skip_unless_possible(case)
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "empty.ckpt").touch()
+    result = run_probe(tmp_path, *overrides)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    for text in expected:
+        assert text.format(tmp=tmp_path) in result.stderr, result.stderr
+    assert "torch imported: False" in result.stdout
+    assert not (tmp_path / "logs").exists(), "a run or sweep folder was created"
+
+
+@pytest.mark.parametrize("case", HYDRA_REFUSALS)
+def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, case):
+    overrides, expected = HYDRA_REFUSALS[case]
+    result = run_probe(tmp_path, *overrides)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
     assert "torch imported: False" in result.stdout
-    assert elapsed < 3, f"took {elapsed:.1f} s"
-    assert not (tmp_path / "logs").exists(), "a run folder was created"
-
-
-def test_slurm_cluster_without_sbatch_says_what_to_do(tmp_path):
-    if not (ROOT / "configs" / "cluster" / "slurm.yaml").is_file():
-        pytest.skip("baked without SLURM presets")
-    env = subprocess_env(tmp_path / "logs", PATH=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "train.py", "-m", "cluster=slurm"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 2 and "cluster=slurm submits jobs with sbatch" in result.stderr, result.stderr
     assert not (tmp_path / "logs").exists()
 
 
+def test_torchrun_without_rdzv_id_is_refused_in_one_line(tmp_path):
+    result = run_probe(tmp_path, TORCHELASTIC_RUN_ID="none", RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "torchrun was started without --rdzv-id" in result.stderr and "RUN_ID=" in result.stderr
+
+
+# Runs train.py's command line up to the task, which only reports that it was called.
+STOP_AT_TASK = """
+import os, sys
+sys.argv = ["train.py", *sys.argv[1:]]
+script = os.path.abspath("train.py")
+source = open(script).read().replace('if __name__ == "__main__":', "if False:")
+module = {"__name__": "__main__", "__file__": script}
+exec(compile(source, script, "exec"), module)
+module["train"] = lambda cfg: print("job", cfg.model.optimizer.lr, flush=True)
+module["main"]()
+"""
+
+
+def test_good_values_pass_the_checks(tmp_path):
+    overrides = ["model=cnn", "trainer.devices=auto", "+extra=1", "model.optimizer.lr=1e-3,1e-4"]
+    result = subprocess.run(
+        [sys.executable, "-c", STOP_AT_TASK, "-m", *overrides],
+        cwd=ROOT,
+        env=subprocess_env(tmp_path / "logs"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("job")] == ["job 0.001", "job 0.0001"]
+
+
 def test_more_gpus_than_the_machine_has_says_how_many_there_are(monkeypatch):
+    from hydra import compose, initialize_config_dir
+
     from {{ cookiecutter.package_name }}.harness import checks
 
     # The driver's answer, as on a machine with one GPU.
     monkeypatch.setattr(checks, "count_nvidia_gpus", lambda: 1)
-    checks.check_overrides(ROOT / "configs", "train", ["trainer=gpu"])
-    with pytest.raises(checks.BadOverride, match=r"trainer.devices=4, but this machine has 1 GPU.*trainer.devices=1"):
-        checks.check_overrides(ROOT / "configs", "train", ["trainer=gpu", "trainer.devices=4"])
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        one, four = (
+            compose("train", overrides=["trainer=gpu", *more], return_hydra_config=True)
+            for more in ([], ["trainer.devices=4"])
+        )
+    checks.check_resources(one, multirun=False)
+    with pytest.raises(checks.BadValue, match=r"trainer.devices=4, but this machine has 1 GPU.*trainer.devices=1"):
+        checks.check_resources(four, multirun=False)
 
 
-def test_good_overrides_pass_the_checks(tmp_path):
-    from {{ cookiecutter.package_name }}.harness.checks import check_overrides
-
-    check_overrides(
-        ROOT / "configs",
-        "train",
-        ["model=cnn", "trainer.devices=auto", "trainer.max_epochs=3", "+extra=1", "model.optimizer.lr=1e-3,1e-4"],
-        multirun=True,
+@pytest.mark.slow
+def test_a_new_run_never_overwrites_an_earlier_one(tmp_path):
+    env = subprocess_env(tmp_path / "logs", RUN_ID="fixed")
+    subprocess.run([sys.executable, "train.py", *QUIET, "trainer.max_epochs=1"], cwd=ROOT, env=env, check=True)
+    run_dir = tmp_path / "logs" / "train" / "runs" / "fixed"
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    again = subprocess.run(
+        [sys.executable, "train.py", *QUIET, "trainer.max_epochs=2"], cwd=ROOT, env=env, capture_output=True, text=True
     )
+    assert again.returncode == 2 and again.stderr.startswith("error: RUN_ID=fixed names an earlier run"), again.stderr
+    assert "ckpt_path=last" in again.stderr
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+
+
+def test_a_metric_the_model_does_not_log_is_refused_before_training(make_cfg, train, tmp_path):
+    from {{ cookiecutter.package_name }}.harness.callbacks.run_progress import MonitoredMetricMissing
+
+    with pytest.raises(MonitoredMetricMissing, match=r"monitor.metric=val/nope, but the model logs val/acc, val/loss"):
+        train(make_cfg("monitor.metric=val/nope", *QUIET))
+    record = summary(tmp_path / "run")
+    assert record["status"] == "failed" and record["global_step"] == 0
+
+
+def test_a_checkpoint_of_another_network_is_refused_before_the_data_is_loaded(make_cfg, train, tmp_path):
+    from {{ cookiecutter.package_name }}.harness.checkpointing import CheckpointMismatchError
+
+    train(make_cfg("trainer.max_epochs=1", *QUIET, output_dir=tmp_path / "mlp"))
+    mlp_checkpoint = tmp_path / "mlp" / "checkpoints" / "last.ckpt"
+    other = make_cfg("model.net.hidden_dims=[32]", f"ckpt_path={mlp_checkpoint}", *QUIET)
+    with pytest.raises(CheckpointMismatchError, match=r"holds the weights of another network.*of another shape"):
+        train(other)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 # --- Crash safety ----------------------------------------------------------------------------
@@ -319,6 +419,94 @@ def test_failing_bookkeeping_is_reported_and_training_goes_on(make_cfg, train, t
     assert errors["callback broken_plot.on_validation_end"] == {"count": 4, "error": "RuntimeError: plotting failed"}
     assert any(where.startswith("logger csv.") for where in errors), errors
     assert "callback broken_plot.on_validation_end failed; training goes on" in caplog.text
+
+
+class TensorBoardFolderVanishes(Callback):
+    """At the start of epoch 1 TensorBoard's folder becomes a file: its event file cannot be written any more."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            folder = Path(trainer.default_root_dir) / "tensorboard"
+            shutil.rmtree(folder)
+            folder.write_text("not a folder")
+
+
+def test_a_trained_run_is_completed_when_only_tensorboard_cannot_be_written(make_cfg, train, tmp_path):
+    cfg = make_cfg(
+        "trainer.max_epochs=2",
+        *SHORT,
+        "logger=tensorboard",
+        "+callbacks.vanishing._target_=test_reliability.TensorBoardFolderVanishes",
+    )
+    train(cfg)
+    record = summary(tmp_path / "run")
+    assert record["status"] == "completed" and "test/acc" in record["metrics"]
+    assert any(where.startswith("logger tensorboard.") for where in record["bookkeeping_errors"])
+
+
+class RecordCannotBeWritten(Callback):
+    """From epoch 1 on, summary.json cannot be replaced: its temporary file's name is taken by a folder."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            (Path(trainer.default_root_dir) / ".summary.json.tmp").mkdir()
+
+
+def test_a_run_whose_record_cannot_be_written_trains_to_the_end(make_cfg, train, tmp_path, caplog):
+    cfg = make_cfg("trainer.max_epochs=3", *QUIET, "+callbacks.stuck._target_=test_reliability.RecordCannotBeWritten")
+    with caplog.at_level(logging.ERROR):
+        train(cfg)
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3 * 6
+    assert f"Cannot write {tmp_path / 'run' / 'summary.json'}" in caplog.text
+    assert "The run completed, but" in caplog.text
+    # What was written before stays: the record after the first epoch's validation.
+    assert summary(tmp_path / "run")["global_step"] == 6
+
+
+def test_a_full_disk_is_said_plainly(make_cfg, train, tmp_path):
+    # The kernel's own "disk full": the checkpoint of epoch 0 is written through /dev/full.
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / f".epoch000-step000006.ckpt.{os.getpid()}.tmp").symlink_to("/dev/full")
+    with pytest.raises(OSError):
+        train(make_cfg("trainer.max_epochs=2", *QUIET))
+    record = summary(tmp_path / "run")
+    assert record["status"] == "failed"
+    assert record["error"].startswith(f"No space left on device: the disk holding {tmp_path / 'run'} is full.")
+    assert "LOG_DIR=" in record["error"]
+
+
+class ReadsTheRecord(Callback):
+    """Reads summary.json at the start of every epoch after the first, as someone watching the run would."""
+
+    seen: list[dict] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch > 0:
+            ReadsTheRecord.seen.append(summary(Path(trainer.default_root_dir)))
+
+
+def test_the_record_is_current_after_every_validation_and_says_why_training_stopped(make_cfg, train, tmp_path):
+    ReadsTheRecord.seen = []
+    cfg = make_cfg(
+        "trainer.max_epochs=10",
+        *[o for o in QUIET if o != "callbacks.early_stopping=null"],
+        "monitor.mode=max",
+        "callbacks.early_stopping.patience=2",
+        "+callbacks.reader._target_=test_reliability.ReadsTheRecord",
+    )
+    train(cfg)
+    # mode=max on a falling val/loss: epoch 0 stays best, and patience 2 stops the run after epoch 2.
+    during = ReadsTheRecord.seen
+    assert [record["global_step"] for record in during] == [6, 12]
+    assert all(record["status"] == "running" for record in during)
+    best = during[0]["monitor"]["best"]
+    assert best == during[0]["metrics"]["val/loss"] and during[1]["monitor"]["best"] == best
+    record = summary(tmp_path / "run")
+    assert record["status"] == "completed" and record["global_step"] == 18
+    assert record["monitor"]["best"] == best
+    assert record["stopped_early"]["epoch"] == 2
+    assert "did not improve in the last 2 records" in record["stopped_early"]["reason"]
 
 
 class BrokenEssential(Callback):

@@ -1,10 +1,11 @@
-"""Callbacks of our own: loss checks, the guard that keeps bookkeeping from stopping a run, system
-monitoring and validation images; and Lightning's checkpoint and early-stopping callbacks, made cheaper
-per step (monitors.py)."""
+"""Callbacks of our own: loss checks, the guard that keeps bookkeeping from stopping a run, summary.json
+kept current, system monitoring and validation images; and Lightning's checkpoint and early-stopping
+callbacks, made cheaper per step, with last.ckpt kept current (monitors.py)."""
 
 from .bookkeeping import Bookkeeping
 from .finite_loss import FiniteLossGuard, NonFiniteLossError
 from .monitors import EarlyStopping, ModelCheckpoint
+from .run_progress import RunProgress
 from .system_monitor import SystemMonitor
 from .validation_images import ValidationImages
 
@@ -14,6 +15,7 @@ __all__ = [
     "FiniteLossGuard",
     "ModelCheckpoint",
     "NonFiniteLossError",
+    "RunProgress",
     "SystemMonitor",
     "ValidationImages",
 ]
