@@ -18,6 +18,7 @@ import torch
 from pytorch_lightning import Callback
 
 from {{ cookiecutter.package_name }}.harness.callbacks import NonFiniteLossError
+from {{ cookiecutter.package_name }}.harness.runs import observed_status
 from {{ cookiecutter.package_name }}.harness.secret_env import REDACTED, redact_logs
 
 from conftest import ROOT, subprocess_env, summary
@@ -288,7 +289,8 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     run.send_signal(signal.SIGKILL)
     run.wait()
     killed_dir = only_run_dir(killed)
-    assert summary(killed_dir)["status"] == "running"
+    # The killed run had no chance to say so; whoever reads its record sees that its process is gone.
+    assert summary(killed_dir)["status"] == "running" and observed_status(summary(killed_dir)) == "killed"
     torch.load(killed_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
     subprocess.run(
@@ -298,8 +300,191 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     (resumed_dir,) = {p for p in (killed / "train" / "runs").iterdir()} - {killed_dir}
     expected, resumed = summary(only_run_dir(straight)), summary(resumed_dir)
     assert resumed["status"] == "completed"
+    assert resumed["resumed_from"]["run_dir"] == str(killed_dir) and summary(killed_dir)["status"] == "killed"
+    assert not list(killed_dir.rglob("*.tmp")), "a killed write's temporary was left behind"
     assert resumed["global_step"] == expected["global_step"] == 10 * 6
     assert resumed["metrics"] == expected["metrics"], f"killed after {saves} saves + {delay:.3f} s"
+
+
+@pytest.mark.slow
+def test_resume_removes_what_a_killed_checkpoint_write_left_behind(make_cfg, train, tmp_path):
+    earlier = tmp_path / "train" / "runs" / "earlier"
+    train(make_cfg("trainer.max_epochs=1", *QUIET, output_dir=earlier))
+    last = earlier / "checkpoints" / "last.ckpt"
+    intact = last.read_bytes()
+    # A real write into that folder, killed half way (as a job killed while saving would be).
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(last)], env=subprocess_env(tmp_path), stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "ready"
+    while not any(p.stat().st_size > 1_000_000 for p in last.parent.glob(".last.ckpt.*.tmp")):
+        assert writer.poll() is None, "the write ended before it could be killed"
+        time.sleep(0.002)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert list(last.parent.glob(".*.tmp")) and last.read_bytes() == intact
+
+    resumed = tmp_path / "train" / "runs" / "resumed"
+    train(make_cfg("trainer.max_epochs=2", "ckpt_path=last", *QUIET, output_dir=resumed))
+    assert summary(resumed)["resumed_from"]["checkpoint"] == str(last)
+    assert summary(resumed)["global_step"] == 2 * 6
+    assert sorted(path.name for path in last.parent.iterdir()) == ["epoch000-step000006.ckpt", "last.ckpt"]
+
+
+class KillAt(Callback):
+    """SIGKILLs its own process at one point of a run: as ``kill -9``, a lost node or the OOM killer would.
+
+    ``phase``: setup (before a checkpoint is restored), sanity (the sanity check), train (before the training
+    step after global step ``step``), validation (a validation after global step ``step``), save (while the
+    ``save``-th checkpoint at global step ``step`` is put together: 1 the top-k file, 2 last.ckpt, so that 2
+    kills between a complete top-k file and its last.ckpt), test (at test batch ``step``).
+    """
+
+    def __init__(self, phase: str, step: int = 0, save: int = 1):
+        self.phase, self.step, self.save, self.saves = phase, step, save, 0
+
+    def _kill(self) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def setup(self, trainer, pl_module, stage):
+        if self.phase == "setup":
+            self._kill()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.phase == "sanity" and trainer.sanity_checking:
+            self._kill()
+        if self.phase == "validation" and not trainer.sanity_checking and trainer.global_step == self.step:
+            self._kill()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.phase == "train" and trainer.global_step == self.step:
+            self._kill()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if self.phase == "save" and trainer.global_step == self.step:
+            self.saves += 1
+            if self.saves == self.save:
+                self._kill()
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.phase == "test" and batch_idx == self.step:
+            self._kill()
+
+
+# 3 epochs of 4 steps, kills in every phase in the order a run meets them, in two chains that run side by side:
+# each killed run is resumed by the next with ckpt_path=last (once there is a checkpoint), and a last
+# resumption runs to the end. Chain A ends in the training of epoch 2, chain B in the test.
+CHAINS = {
+    "A": [
+        ("setup", 0, 1),
+        ("sanity", 0, 1),
+        ("train", 2, 1),
+        ("validation", 4, 1),
+        ("save", 4, 1),
+        ("save", 4, 2),  # leaves the top-k file of step 4 without its last.ckpt
+        ("setup", 0, 1),
+        ("sanity", 0, 1),
+        ("train", 5, 1),
+        ("validation", 8, 1),
+        ("save", 8, 2),
+    ],
+    "B": [
+        ("train", 6, 1),
+        ("save", 8, 1),
+        ("validation", 8, 1),
+        ("train", 10, 1),
+        ("validation", 12, 1),
+        ("save", 12, 1),
+        ("save", 12, 2),
+        ("setup", 0, 1),
+        ("test", 0, 1),
+        ("test", 1, 1),
+        ("setup", 0, 1),
+    ],
+}
+MATRIX = [
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "callbacks.early_stopping=null",
+    "callbacks.model_checkpoint.save_top_k=-1",
+    "model.net.dropout=0.1",
+    "logger=none",
+    "callbacks.progress_bar=null",
+]
+
+
+def kill_chain(log_dir: Path, kills: list[tuple[str, int, int]]) -> tuple[Path, dict[tuple, Path]]:
+    """Runs and kills one run after another; returns the folder of the final, complete run and of each killed run."""
+    runs = log_dir / "train" / "runs"
+    killed: dict[tuple, Path] = {}
+    for number, (phase, step, save) in enumerate(kills):
+        resume = ["ckpt_path=last"] if list(runs.glob("*/checkpoints/*.ckpt")) else []
+        before = set(runs.iterdir()) if runs.is_dir() else set()
+        killer = ["+callbacks.kill._target_=test_reliability.KillAt", f"+callbacks.kill.phase={phase}"]
+        killer += [f"+callbacks.kill.step={step}", f"+callbacks.kill.save={save}"]
+        command = [sys.executable, "train.py", *MATRIX, *resume, *killer]
+        result = subprocess.run(command, cwd=ROOT, env=subprocess_env(log_dir), capture_output=True, text=True)
+        where = f"kill {number} ({phase}, step {step}, save {save})"
+        assert result.returncode == -signal.SIGKILL, f"{where}: exit {result.returncode}\n{result.stderr[-3000:]}"
+        (run_dir,) = set(runs.iterdir()) - before
+        assert observed_status(summary(run_dir)) == "killed", where
+        killed[(phase, step, save)] = run_dir
+        if number and kills[number - 1] == ("save", 4, 2):
+            # Killed between the top-k write and the first last.ckpt: that complete top-k file is resumed from.
+            topk_only = killed[("save", 4, 2)]
+            assert [p.name for p in (topk_only / "checkpoints").iterdir()] == ["epoch000-step000004.ckpt"]
+            resumed_from = summary(run_dir)["resumed_from"]
+            assert resumed_from["checkpoint"] == str(topk_only / "checkpoints" / "epoch000-step000004.ckpt"), where
+            assert summary(topk_only)["status"] == "killed"
+    before = set(runs.iterdir())
+    final = [sys.executable, "train.py", *MATRIX, "ckpt_path=last"]
+    subprocess.run(final, cwd=ROOT, env=subprocess_env(log_dir), check=True, capture_output=True)
+    (final_dir,) = set(runs.iterdir()) - before
+    return final_dir, killed
+
+
+def weights(checkpoint: str) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+def test_kill_9_in_every_phase_then_resume_ends_like_an_uninterrupted_run(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    straight = tmp_path / "straight"
+    command = [sys.executable, "train.py", *MATRIX]
+    uninterrupted = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(straight), stdout=subprocess.DEVNULL)
+    with ThreadPoolExecutor(len(CHAINS)) as pool:
+        chains = {name: pool.submit(kill_chain, tmp_path / name, kills) for name, kills in CHAINS.items()}
+        (final_a, _), (final_b, killed_b) = chains["A"].result(), chains["B"].result()
+    assert sum(len(kills) for kills in CHAINS.values()) >= 20
+    assert uninterrupted.wait(timeout=300) == 0
+    expected = summary(only_run_dir(straight))
+    assert expected["global_step"] == 3 * 4
+
+    # Chain A resumed in epoch 2: the last resumption trained, validated and tested as the uninterrupted run did.
+    resumed = summary(final_a)
+    assert resumed["status"] == "completed" and resumed["global_step"] == 3 * 4
+    assert resumed["metrics"] == expected["metrics"]
+    final_weights, expected_weights = weights(resumed["last_checkpoint"]), weights(expected["last_checkpoint"])
+    assert all(torch.equal(final_weights[name], expected_weights[name]) for name in expected_weights)
+
+    # Chain B was killed in the test: training was complete, the last resumption only tested. The last
+    # validation is in the record of the run that trained the last epoch (kept current, then killed).
+    resumed = summary(final_b)
+    assert resumed["status"] == "completed" and resumed["global_step"] == 3 * 4
+    for metric in ("test/loss", "test/acc"):
+        assert resumed["metrics"][metric] == expected["metrics"][metric], metric
+    for metric in ("val/loss", "val/acc"):
+        assert summary(killed_b[("save", 12, 1)])["metrics"][metric] == expected["metrics"][metric], metric
+    final_weights = weights(resumed["resumed_from"]["checkpoint"])
+    assert all(torch.equal(final_weights[name], expected_weights[name]) for name in expected_weights)
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 # --- NaN loss --------------------------------------------------------------------------------

@@ -122,6 +122,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def _researchers(key: str) -> bool:
+    """Keys of models and data: other modules may give them other kinds of values, which the ranges leave alone."""
+    return key.startswith(("model.", "data."))
+
+
 class PreRunChecks(Callback):
     """Hydra callback: the checks of this module, once the config is composed and before anything runs."""
 
@@ -378,6 +383,8 @@ def _check_range(key: str, value: Any, written: str) -> None:
     if isinstance(value, str) and value.startswith("${"):
         return
     valid, expected = RANGES[key]
+    if _researchers(key) and not _number(value):
+        return  # e.g. a dropout per layer; a value of the wrong type on the command line is refused by its type
     if not valid(value):
         # A swept override lists several values: name the one that is wrong.
         which = "" if written == f"{key}={'null' if value is None else value}" else f", not {value!r}"
