@@ -173,10 +173,9 @@ def check_multirun(cfg: DictConfig, config_name: str | None = "train") -> None:
         job_cfg = _compose(config_name, job, hydra=True) if swept_groups else cfg
         check_ranges(job_cfg)
         check_resources(job_cfg, multirun=True)
-    touches_experiment = any(o.key_or_group.split(".")[0].split("/")[0] in ("model", "data") for o in overrides)
-    if not any(o.is_sweep_override() for o in overrides if o.key_or_group == "ckpt_path") and not (
-        touches_experiment and any(o.is_sweep_override() for o in overrides)
-    ):
+    # ckpt_path=last takes a run of this model and data: for each job its own, where the sweep varies them.
+    varied = {o.key_or_group.split(".")[0].split("/")[0] for o in overrides if o.is_sweep_override()}
+    if not varied & {"model", "data", "ckpt_path"}:
         check_ckpt_path(cfg)
 
 
@@ -194,11 +193,9 @@ def check_types(cfg: DictConfig, config_name: str | None, overrides: list[Overri
     """Every value set on the command line has the type of its default."""
     values = [o for o in overrides if not _is_group(cfg, o) and not o.key_or_group.startswith("hydra.")]
     values = [o for o in values if not (o.is_add() or o.is_force_add() or o.is_delete())]
-    if not values:
-        return
-    groups = [line for o in overrides if _is_group(cfg, o) and (line := _single(o)) is not None]
-    if any(o.is_sweep_override() for o in overrides if _is_group(cfg, o)):
-        return  # a key may exist in only some of the swept options: Hydra checks each job
+    if not values or any(o.is_sweep_override() for o in overrides if _is_group(cfg, o)):
+        return  # with swept options a key may exist in only some of them: Hydra checks each job
+    groups = [o.input_line for o in overrides if _is_group(cfg, o)]
     defaults = OmegaConf.to_container(_compose(config_name, groups, hydra=False), resolve=False)
     for override in values:
         for value in _values(override):

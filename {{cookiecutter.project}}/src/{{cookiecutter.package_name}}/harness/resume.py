@@ -32,19 +32,17 @@ class ResumeError(FileNotFoundError):
     """``ckpt_path=last`` finds nothing to resume; the message says what there is and what to do."""
 
 
-def resolve_ckpt_path(cfg: DictConfig, record=None) -> str | None:
+def resolve_ckpt_path(cfg: DictConfig, record) -> str | None:
     """The checkpoint ``cfg.ckpt_path`` names, after noting in ``record`` (a runs.RunRecord) where it comes from."""
     if cfg.ckpt_path is None:
         return None
     if cfg.ckpt_path == "last":
-        run_dir, checkpoint = find_last(cfg, None if record is None else record.output_dir)
+        run_dir, checkpoint = find_last(cfg, record.output_dir)
     else:
         checkpoint = Path(cfg.ckpt_path)
         run_dir = run_folder_of(checkpoint)
     status = settle(run_dir, checkpoint) if run_dir is not None else None
-    if record is not None:
-        source = {"run_dir": run_dir and str(run_dir), "checkpoint": str(checkpoint), "status": status}
-        record.record(resumed_from=source)
+    record.record(resumed_from={"run_dir": run_dir and str(run_dir), "checkpoint": str(checkpoint), "status": status})
     if cfg.ckpt_path == "last":
         log.info("ckpt_path=last: resuming run %s (%s) from %s", run_dir, status, checkpoint)
     return str(checkpoint)
@@ -55,26 +53,24 @@ def find_last(cfg: DictConfig, this_run: Path | None = None) -> tuple[Path, Path
     root = Path(cfg.paths.log_dir) / cfg.task_name
     # Only these sections are resolved: before a run starts (checks.py) Hydra's runtime values are not set.
     wanted = experiment({key: OmegaConf.to_container(cfg[key], resolve=True) for key in EXPERIMENT if key in cfg})
-    newest: dict[bool, tuple[int, Path, Path, dict]] = {}
-    for summary in root.rglob("summary.json"):
-        run_dir = summary.parent
-        config = run_dir / "config_resolved.yaml"
-        checkpoint = newest_checkpoint(run_dir)
-        if run_dir == this_run or checkpoint is None or not config.is_file():
+    found = []
+    for run_dir in (summary.parent for summary in root.rglob("summary.json")):
+        if run_dir == this_run or not (run_dir / "config_resolved.yaml").is_file():
             continue
-        theirs = experiment(OmegaConf.to_container(OmegaConf.load(config)))
-        entry = (checkpoint.stat().st_mtime_ns, run_dir, checkpoint, theirs)
-        same = theirs == wanted
-        if same not in newest or entry[0] > newest[same][0]:
-            newest[same] = entry
-    if True in newest:
-        return newest[True][1], newest[True][2]
-    if False not in newest:
+        if (checkpoint := newest_checkpoint(run_dir)) is not None:
+            found.append((checkpoint.stat().st_mtime_ns, run_dir, checkpoint))
+    if not found:
         raise ResumeError(
             f"ckpt_path=last: no checkpoint under {root}. Train once without ckpt_path first, "
             "or give the path of a checkpoint: ckpt_path=/path/to/file.ckpt"
         )
-    _, run_dir, checkpoint, theirs = newest[False]
+    # Newest first: only the configs up to the first run of this experiment are read.
+    found.sort(key=lambda entry: entry[0], reverse=True)
+    for _, run_dir, checkpoint in found:
+        if experiment(OmegaConf.to_container(OmegaConf.load(run_dir / "config_resolved.yaml"))) == wanted:
+            return run_dir, checkpoint
+    _, run_dir, checkpoint = found[0]
+    theirs = experiment(OmegaConf.to_container(OmegaConf.load(run_dir / "config_resolved.yaml")))
     raise ResumeError(
         f"ckpt_path=last: no run under {root} has this run's model and data config. The newest checkpoint there, "
         f"{checkpoint}, is from a run whose config differs in {differences(wanted, theirs)}. Resume that run with "
@@ -127,7 +123,10 @@ def settle(run_dir: Path, checkpoint: Path) -> str | None:
     status = observed_status(record)
     if is_global_zero() and status != "running":
         if record.get("status") != status:
-            write_json(summary, {**record, "status": status})
+            try:
+                write_json(summary, {**record, "status": status})
+            except OSError as error:
+                log.warning("Could not mark %s as %s: %s", run_dir, status, error)
         for folder in {checkpoint.parent, run_dir}:
             if stale := remove_stale_temporaries(folder):
                 log.info("Removed %d unfinished checkpoint write(s) of %s: %s", len(stale), run_dir, stale)
