@@ -326,9 +326,9 @@ def test_resume_removes_what_a_killed_checkpoint_write_left_behind(make_cfg, tra
 
     resumed = tmp_path / "train" / "runs" / "resumed"
     train(make_cfg("trainer.max_epochs=2", "ckpt_path=last", *QUIET, output_dir=resumed))
+    assert sorted(path.name for path in last.parent.iterdir()) == ["epoch000-step000006.ckpt", "last.ckpt"]
     assert summary(resumed)["resumed_from"]["checkpoint"] == str(last)
     assert summary(resumed)["global_step"] == 2 * 6
-    assert sorted(path.name for path in last.parent.iterdir()) == ["epoch000-step000006.ckpt", "last.ckpt"]
 
 
 class KillAt(Callback):
