@@ -116,9 +116,9 @@ def check_fits(ckpt_path: str | None, model: torch.nn.Module, *, weights_only: b
             if items
         ]
         raise CheckpointMismatchError(
-            f"ckpt_path={ckpt_path} holds the weights of another network than model={type(model).__name__} "
-            f"as configured: {', '.join(found)} of {len(expected)} tensors. Resume it with the model config it was "
-            "trained with (config_resolved.yaml in its run folder), or start without ckpt_path."
+            f"ckpt_path={ckpt_path} holds the weights of another network than this run's {type(model).__name__}: "
+            f"{', '.join(found)} of {len(expected)} tensors. Resume it with the model config it was trained with "
+            "(config_resolved.yaml in its run folder), or start without ckpt_path."
         )
 
 
