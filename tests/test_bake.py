@@ -115,6 +115,8 @@ DEFAULT_FILES = {
     "src/my_project/harness/callbacks/monitors.py",
     "src/my_project/harness/callbacks/progress.py",
     "src/my_project/harness/console.py",
+    "src/my_project/harness/callbacks/run_progress.py",
+    "src/my_project/harness/resume.py",
     "src/my_project/harness/sampling.py",
     "src/my_project/data/__init__.py",
     "src/my_project/data/digits.py",

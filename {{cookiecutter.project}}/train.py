@@ -12,7 +12,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from {{cookiecutter.package_name}}.harness.checks import preflight
 from {{cookiecutter.package_name}}.harness.resolvers import register_resolvers
 from {{cookiecutter.package_name}}.harness.secret_env import load_dotenv, redact_output
 
@@ -29,12 +28,14 @@ def train(cfg: DictConfig) -> float | None:
     from hydra.utils import instantiate
 
     from {{cookiecutter.package_name}}.harness import contract, devices, hparams, rank_logs, runs, wandb_run
-    from {{cookiecutter.package_name}}.harness.callbacks import Bookkeeping
+    from {{cookiecutter.package_name}}.harness.callbacks import Bookkeeping, RunProgress
+    from {{cookiecutter.package_name}}.harness.checkpointing import check_fits
     from {{cookiecutter.package_name}}.harness.components import build_callbacks, build_loggers
     from {{cookiecutter.package_name}}.harness.distributed import check_multirun_launch
     from {{cookiecutter.package_name}}.harness.lr_finder import find_lr
     from {{cookiecutter.package_name}}.harness.performance import NoProfiler, configure_torch
     from {{cookiecutter.package_name}}.harness.requeue import resume_path
+    from {{cookiecutter.package_name}}.harness.resume import resolve_ckpt_path
     from {{cookiecutter.package_name}}.harness.sweeps import continue_sweep
 
     # Again for a job that submitit unpickles: it skips this module's top level.
@@ -48,9 +49,11 @@ def train(cfg: DictConfig) -> float | None:
         configure_torch(cfg.matmul_precision)
 
         devices.check(cfg.trainer.accelerator)
-        # A requeued SLURM job continues from its own requeue checkpoint (requeue.py).
-        ckpt_path = resume_path(runs.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir), output_dir)
+        # ckpt_path=last: the newest checkpoint of this experiment (resume.py); a requeued SLURM job
+        # continues from its own requeue checkpoint (requeue.py).
+        ckpt_path = resume_path(resolve_ckpt_path(cfg, record), output_dir)
         datamodule, model = contract.build(cfg)
+        check_fits(ckpt_path, model, weights_only=cfg.ckpt_weights_only)
         # A failing logger or plot is reported in summary.json; training goes on.
         bookkeeping = Bookkeeping(on_error=lambda errors: record.record(bookkeeping_errors=errors))
         loggers = build_loggers(cfg.logger, bookkeeping, run_dir=output_dir, ckpt_path=ckpt_path)
@@ -61,7 +64,10 @@ def train(cfg: DictConfig) -> float | None:
             bookkeeping=bookkeeping,
         )
         trainer = instantiate(
-            cfg.trainer, callbacks=callbacks, logger=loggers or False, profiler=cfg.trainer.profiler or NoProfiler()
+            cfg.trainer,
+            callbacks=[*callbacks, RunProgress(record)],
+            logger=loggers or False,
+            profiler=cfg.trainer.profiler or NoProfiler(),
         )
         check_multirun_launch(trainer)
         hparams.log_config(trainer.loggers, cfg)
@@ -95,5 +101,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    preflight(Path(__file__).resolve().parent / "configs", "train")
     main()

@@ -70,11 +70,13 @@ def test_failing_visualisation_is_reported_and_training_goes_on(make_cfg, train,
 
 
 def test_lr_finder_saves_its_plot_and_training_uses_the_suggestion(make_cfg, train, tmp_path):
-    train(make_cfg("tune_lr=true", "debug=limit", "trainer.max_epochs=1", "test=false"))
+    # Without batch norm the MLP's loss falls steeply around the suggested rate.
+    train(make_cfg("tune_lr=true", "debug=limit", "trainer.max_epochs=1", "test=false", "model.net.batch_norm=false"))
     run_dir = tmp_path / "run"
     found = summary(run_dir)["lr_find"]
     suggestion = found["suggested_lr"]
     assert suggestion is not None and suggestion != 1e-3 and found["lr"] == suggestion
+    assert "rejected" not in found
     plot = Path(found["plot"])
     assert plot == run_dir / "lr_find.png" and plot.read_bytes().startswith(b"\x89PNG")
     assert "lr_find" in events(run_dir).Tags()["images"]
@@ -83,6 +85,18 @@ def test_lr_finder_saves_its_plot_and_training_uses_the_suggestion(make_cfg, tra
     assert checkpoint["hyper_parameters"]["optimizer"]["lr"] == pytest.approx(suggestion)
     # The optimizer that trained ran at the suggested rate (the default config has no scheduler).
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(suggestion)
+
+
+def test_lr_finder_suggestion_from_a_flat_curve_is_not_used(make_cfg, train, tmp_path, caplog):
+    # The default MLP (batch norm) on digits: Lightning picks a rate where the curve is flat, far below 1e-3.
+    with caplog.at_level(logging.WARNING):
+        train(make_cfg("tune_lr=true", "debug=limit", "trainer.max_epochs=1", "test=false"))
+    found = summary(tmp_path / "run")["lr_find"]
+    assert found["suggested_lr"] < 1e-4 and found["lr"] == 1e-3
+    assert "the loss curve is flat there" in found["rejected"]
+    assert "Training with the configured lr=0.001" in caplog.text
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-3
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
-from {{ cookiecutter.package_name }}.harness.checks import BadOverride, check_overrides
+from {{ cookiecutter.package_name }}.harness.checks import BadValue, check_resources
 from {{ cookiecutter.package_name }}.harness.requeue import resume_path
 
 from conftest import CONFIGS
@@ -31,8 +31,10 @@ def test_slurm_job_has_one_task_per_rank():
 
 
 def test_slurm_needs_a_number_of_devices():
-    with pytest.raises(BadOverride, match=r"trainer.devices=auto: SLURM starts one task per device"):
-        check_overrides(CONFIGS, "train", ["cluster=slurm", "trainer=ddp"], multirun=True)
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["cluster=slurm", "trainer=ddp"], return_hydra_config=True)
+    with pytest.raises(BadValue, match=r"trainer.devices=auto: SLURM starts one task per device"):
+        check_resources(cfg, multirun=True)
 
 
 def test_hpc_preset_builds_on_slurm():

@@ -13,6 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from hydra_plugins.{{ cookiecutter.package_name }}_optuna import OptunaSweeper, search_space
+from {{ cookiecutter.package_name }}.harness.runs import observed_status
 from {{ cookiecutter.package_name }}.harness.sweeps import CSV_NAME, PLOT_NAME, SweepResults
 
 from conftest import CONFIGS, ROOT, subprocess_env, summary
@@ -90,7 +91,9 @@ def test_optuna_search_resumes_after_being_killed(tmp_path):
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    # The trial that was cut off had no chance to record it; its process is gone, so readers say killed.
     assert [summary(search_dir / job)["status"] for job in ("0", "1", "2")] == ["completed", "completed", "running"]
+    assert observed_status(summary(search_dir / "2")) == "killed"
     started = {job: summary(search_dir / job)["started_at"] for job in ("0", "1")}
 
     resumed = run(command, tmp_path)
@@ -108,7 +111,8 @@ def test_optuna_search_resumes_after_being_killed(tmp_path):
     assert [summary(search_dir / str(n))["status"] for n in range(5)] == ["completed"] * 2 + ["running"] + [
         "completed"
     ] * 2
-    assert len(results(search_dir)) == 5
+    statuses = {row["job"]: row["status"] for row in results(search_dir)}
+    assert [statuses[str(n)] for n in range(5)] == ["completed", "completed", "killed", "completed", "completed"]
     assert study.best_value == pytest.approx(
         min(float(row["val/loss"]) for row in results(search_dir) if row["val/loss"])
     )

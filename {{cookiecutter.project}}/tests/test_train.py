@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import math
 import re
 from importlib import metadata
@@ -102,18 +103,79 @@ def test_checkpoint_loads_safely_and_reproduces_its_metric(short_run, make_cfg):
     assert metrics["val/loss"] == pytest.approx(best, rel=1e-5)
 
 
+# A few batches per epoch, no logger and no test phase: 6 training steps per epoch.
+BRIEF = (
+    "trainer.limit_train_batches=6",
+    "trainer.limit_val_batches=2",
+    "trainer.accelerator=cpu",
+    "logger=none",
+    "test=false",
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "final_step"),
+    [
+        # val/loss falls, so with mode=max only epoch 0 makes the top k: last.ckpt must still follow the training.
+        (("trainer.max_epochs=3", "monitor.mode=max"), 3 * 6),
+        # Stopped by max_steps in the middle of an epoch, after the last validation.
+        (("trainer.max_epochs=3", "trainer.max_steps=8"), 8),
+        # Stopped early: patience 1, and mode=max never improves after epoch 0.
+        (("trainer.max_epochs=5", "monitor.mode=max", "callbacks.early_stopping.patience=1"), 2 * 6),
+    ],
+    ids=["no new best", "max_steps", "early stop"],
+)
+def test_last_checkpoint_holds_the_final_state(make_cfg, train, tmp_path, overrides, final_step):
+    train(make_cfg(*BRIEF, *overrides))
+    record = summary(tmp_path / "run")
+    assert record["status"] == "completed" and record["global_step"] == final_step
+    assert Path(record["last_checkpoint"]).name == "last.ckpt"
+    assert torch.load(record["last_checkpoint"], weights_only=True)["global_step"] == final_step
+
+
 def test_resume_continues_at_the_right_step(make_cfg, train, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
+    first, second = (tmp_path / "train" / "runs" / name for name in ("first", "second"))
     train(make_cfg("trainer.max_epochs=2", "callbacks.early_stopping=null", output_dir=first))
     assert summary(first)["global_step"] == 2 * 21
     train(make_cfg("trainer.max_epochs=4", "ckpt_path=last", "callbacks.early_stopping=null", output_dir=second))
     record = summary(second)
     assert record["global_step"] == 4 * 21
     assert record["epoch"] == 4
+    assert record["resumed_from"] == {
+        "run_dir": str(first),
+        "checkpoint": str(first / "checkpoints" / "last.ckpt"),
+        "status": "completed",
+    }
+
+
+def test_resume_takes_the_newest_run_of_the_same_experiment(make_cfg, train, tmp_path, caplog):
+    ours, sweep_job, resumed = (
+        tmp_path / "train" / "runs" / "ours",
+        tmp_path / "train" / "multiruns" / "sweep" / "0",
+        tmp_path / "train" / "runs" / "resumed",
+    )
+    train(make_cfg(*BRIEF, "trainer.max_epochs=1", output_dir=ours))
+    # A newer job of a sweep over the learning rate: another experiment, however new.
+    train(make_cfg(*BRIEF, "trainer.max_epochs=1", "model.optimizer.lr=0.01", output_dir=sweep_job))
+    with caplog.at_level(logging.INFO):
+        train(make_cfg(*BRIEF, "trainer.max_epochs=2", "ckpt_path=last", output_dir=resumed))
+    assert summary(resumed)["resumed_from"]["run_dir"] == str(ours)
+    assert f"ckpt_path=last: resuming run {ours} (completed)" in caplog.text
+    assert summary(resumed)["global_step"] == 2 * 6
+
+
+def test_resume_of_another_experiment_says_which_settings_differ(make_cfg, train, tmp_path):
+    from {{ cookiecutter.package_name }}.harness.resume import ResumeError
+
+    earlier = tmp_path / "train" / "runs" / "earlier"
+    train(make_cfg(*BRIEF, "trainer.max_epochs=1", output_dir=earlier))
+    with pytest.raises(ResumeError, match=r"model.net.hidden_dims \(\[32\] here, \[64, 128, 64\] there\)") as error:
+        train(make_cfg(*BRIEF, "model.net.hidden_dims=[32]", "ckpt_path=last"))
+    assert f"ckpt_path={earlier / 'checkpoints' / 'last.ckpt'}" in str(error.value)
 
 
 def test_resume_without_checkpoint_says_what_to_do(make_cfg, train):
-    with pytest.raises(FileNotFoundError, match="no last.ckpt under .*Train once"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint under .*Train once"):
         train(make_cfg("ckpt_path=last"))
 
 

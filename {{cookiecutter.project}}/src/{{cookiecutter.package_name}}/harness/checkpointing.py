@@ -83,6 +83,45 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return stale
 
 
+class CheckpointMismatchError(ValueError):
+    """The checkpoint holds the weights of another network; the message says which and what to do."""
+
+
+def check_fits(ckpt_path: str | None, model: torch.nn.Module, *, weights_only: bool) -> None:
+    """Fail before any data is loaded when ``ckpt_path`` holds weights that ``model`` cannot take.
+
+    Lightning would find out only when it restores the checkpoint, and then print every key.
+    """
+    if ckpt_path is None or ckpt_path in ("hpc", "registry") or "://" in ckpt_path:
+        return
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=weights_only, mmap=True)
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise CheckpointMismatchError(
+            f"ckpt_path={ckpt_path} is not a Lightning checkpoint (it has no state_dict). Give a .ckpt file that "
+            "a run saved, e.g. <run dir>/checkpoints/last.ckpt."
+        )
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    reshaped = [
+        f"{key} {tuple(weights[key].shape)} there, {tuple(value.shape)} here"
+        for key, value in expected.items()
+        if key in weights and hasattr(weights[key], "shape") and weights[key].shape != value.shape
+    ]
+    if missing or unexpected or reshaped:
+        found = [
+            f"{len(items)} {what} (e.g. {items[0]})"
+            for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+            if items
+        ]
+        raise CheckpointMismatchError(
+            f"ckpt_path={ckpt_path} holds the weights of another network than this run's {type(model).__name__}: "
+            f"{', '.join(found)} of {len(expected)} tensors. Resume it with the model config it was trained with "
+            "(config_resolved.yaml in its run folder), or start without ckpt_path."
+        )
+
+
 def random_states() -> dict[str, Any]:
     """The generators' states as tensors and plain values, so checkpoints load with weights_only=True."""
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state()

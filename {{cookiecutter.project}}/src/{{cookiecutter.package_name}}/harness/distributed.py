@@ -56,9 +56,14 @@ def check_multirun_launch(trainer) -> None:
         return
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
-    raise MultirunLaunchError(
-        f"-m (multirun) cannot drive a Trainer that starts its own {launcher.num_processes} process(es) per node "
-        f"on {launcher.num_nodes} node(s): every process Lightning starts would run the whole sweep again. "
+    raise MultirunLaunchError(multirun_launch_refusal(launcher.num_processes, launcher.num_nodes))
+
+
+def multirun_launch_refusal(processes: int, nodes: int) -> str:
+    """Why ``-m`` cannot drive a Trainer that starts ``processes`` per node itself, and what to run instead."""
+    return (
+        f"-m (multirun) cannot drive a Trainer that starts its own {processes} process(es) per node "
+        f"on {nodes} node(s): every process Lightning starts would run the whole sweep again. "
         "Sweep over distributed runs with `python train.py -m cluster=slurm ...`, where each job gets its own "
         "allocation and srun starts its ranks; or launch one run at a time without -m, with Lightning's launcher "
         "(`python train.py trainer=ddp ...`) or with torchrun (`torchrun --nproc-per-node=N train.py trainer=ddp ...`)."

@@ -32,4 +32,5 @@ def log_final_metrics(loggers: list, cfg: DictConfig, metrics: dict[str, float],
         if isinstance(logger, TensorBoardLogger):
             final = {FINAL_PREFIX + name: value for name, value in metrics.items()}
             logger.log_hyperparams(loggable_config(cfg), metrics=final, step=step)
-            logger.experiment.flush()
+            # Through the logger (guarded, see callbacks/bookkeeping.py): its folder may have become unwritable.
+            logger.save()

@@ -2,7 +2,8 @@
 
 Each job's summary.json and Hydra's record of its overrides are read back from the sweep
 folder, so the same code serves every launcher (local, SLURM) and sweeper (grid, Optuna).
-A sweep with failed jobs exits non-zero, saying how many.
+A job whose process died without a word (``kill -9``, e.g. the trial an interrupted Optuna search
+was running) shows as ``killed``, not ``running``. A sweep with failed jobs exits non-zero, saying how many.
 """
 
 import csv
@@ -14,6 +15,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from .runs import observed_status
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def collect(sweep_dir: Path, metric: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "job": path.parent.name,
-                "status": summary.get("status"),
+                "status": observed_status(summary),
                 metric: summary.get("monitor", {}).get("best"),
                 "overrides": overrides,
                 "run_dir": summary.get("run_dir", str(path.parent)),

@@ -111,7 +111,9 @@ class Classifier(pl.LightningModule):
     def _evaluate(self, batch, stage: str, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss_metric.update(self.loss(logits, y), weight=y.numel())
+        # The batch's mean loss once per example: MeanMetric(nan_strategy="disable") replaces any weight by ones
+        # (torchmetrics 1.9), which would give a small last batch the weight of a full one.
+        loss_metric.update(self.loss(logits, y).expand(len(y)))
         acc_metric.update(logits, y)
         self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
