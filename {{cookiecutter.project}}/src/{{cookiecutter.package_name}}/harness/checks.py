@@ -160,9 +160,9 @@ def check_multirun(cfg: DictConfig, config_name: str | None = "train") -> None:
     """The sweep's config holds no swept value: each is checked on its own, and each swept group option composed."""
     check_launcher_id()
     overrides = _parse(cfg.hydra.overrides.task)
-    # What a search samples (hparams_search=optuna) is in the sweeper's params, not on the command line.
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    searched = _parse([f"{key}={value}" for key, value in params.items()])
+    # What a search samples (hparams_search=optuna) is in the sweeper's params (the config's search_space, a
+    # list of sweep overrides), not on the command line.
+    searched = _parse(list(OmegaConf.select(cfg, "hydra.sweeper.params") or []))
     check_types(cfg, config_name, [*overrides, *searched])
     for override in [*overrides, *searched]:
         if override.key_or_group in RANGES and not _is_group(cfg, override):

@@ -19,7 +19,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks.throughput import throughput_summary
 from .distributed import is_global_zero
 from .provenance import MAX_PATCH_MB, provenance
 from .secret_env import redact
@@ -145,6 +144,8 @@ class RunRecord:
 
     def record_validation(self, trainer) -> None:
         """After a validation of the fit: progress, metrics, and the best value of the monitored metric so far."""
+        from .callbacks.throughput import throughput_summary
+
         metrics = _scalars(trainer.callback_metrics)
         self.data.update(
             global_step=trainer.global_step,
@@ -161,6 +162,8 @@ class RunRecord:
     def record_trainer(self, trainer) -> None:
         """Copy progress, metrics and checkpoints from the trainer (after fit, after test)."""
         from pytorch_lightning.trainer.states import TrainerFn
+
+        from .callbacks.throughput import throughput_summary
 
         self.data["metrics"] = {**self.data.get("metrics", {}), **_scalars(trainer.callback_metrics)}
         if trainer.state.fn == TrainerFn.FITTING:
