@@ -2,7 +2,8 @@
 ("Your own model and data") tells a new user to add them.
 
 - A regression: a LightningModule and a DataModule for scikit-learn's diabetes data (MSE,
-  ``monitor.metric=val/mse``) and their configs, written into ``src/<package>/`` and ``configs/``.
+  ``monitor.metric=val/mse``), their configs and an experiment that pairs them, written into
+  ``src/<package>/`` and ``configs/``.
 - An ImageFolder tree of generated PNG files, read by the shipped ``data=image_folder`` with two
   worker processes.
 
@@ -125,6 +126,17 @@ _target_: {PACKAGE}.data.diabetes.DiabetesDataModule
 batch_size: 64
 # A .npy file of raw measurements, (N, 10), to predict on: python evaluate.py <run dir> predict=<file>.
 predict_path: null
+""",
+    # The regression logs val/mse, not val/loss: its experiment says what to monitor.
+    "configs/experiment/diabetes_regressor.yaml": """# @package _global_
+# Regression on scikit-learn's diabetes data: `python train.py experiment=diabetes_regressor`.
+defaults:
+  - override /data: diabetes
+  - override /model: regressor
+
+monitor:
+  metric: val/mse
+  mode: min
 """,
 }
 
@@ -296,6 +308,7 @@ def test_the_projects_own_tests_take_the_new_model_and_data(project):
     result = run(sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *tests, cwd=project, env=env)
     verdicts = {
         "test_fast_dev_run[regressor-diabetes]": "PASSED",
+        "test_experiment_runs[diabetes_regressor]": "PASSED",
         "test_option_instantiates[model=regressor]": "PASSED",
         "test_option_instantiates[data=diabetes]": "PASSED",
         "test_fast_dev_run[regressor-digits]": "SKIPPED",

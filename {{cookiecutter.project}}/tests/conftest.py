@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -31,6 +31,25 @@ def subprocess_env(log_dir: Path, **extra: str) -> dict[str, str]:
 
 def group_options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONFIGS / group).glob("*.yaml"))
+
+
+def monitor_of_pairing(model: str, data: str) -> list[str]:
+    """The ``monitor`` overrides of the experiment that trains ``model`` on ``data``, if one does.
+
+    A model of another task logs other metrics (a regression's ``val/mse``, not ``val/loss``); its
+    experiment says which one to monitor, and the run refuses a monitored metric the model never logs.
+    """
+    for path in sorted((CONFIGS / "experiment").glob("*.yaml")):
+        experiment = OmegaConf.load(path)
+        chosen = {
+            key.removeprefix("override /"): value
+            for entry in experiment.get("defaults", [])
+            if isinstance(entry, DictConfig)
+            for key, value in entry.items()
+        }
+        if chosen.get("model") == model and chosen.get("data") == data and "monitor" in experiment:
+            return [f"monitor.{key}={value}" for key, value in experiment.monitor.items()]
+    return []
 
 
 def misfit(cfg: DictConfig) -> str | None:

@@ -14,13 +14,14 @@ import torch
 from {{ cookiecutter.package_name }}.data import DatasetNotFoundError, InMemoryDataModule, MNISTDataModule
 from {{ cookiecutter.package_name }}.models import Classifier
 
-from conftest import group_options, misfit, summary
+from conftest import group_options, misfit, monitor_of_pairing, summary
 
 
 @pytest.mark.parametrize("data", group_options("data"))
 @pytest.mark.parametrize("model", group_options("model"))
 def test_fast_dev_run(make_cfg, train, tmp_path, model, data):
-    cfg = make_cfg(f"model={model}", f"data={data}", "debug=fast_dev_run", "data.batch_size=16")
+    overrides = (f"model={model}", f"data={data}", "debug=fast_dev_run", "data.batch_size=16")
+    cfg = make_cfg(*overrides, *monitor_of_pairing(model, data))
     if reason := misfit(cfg):
         pytest.skip(reason)
     train(cfg)
