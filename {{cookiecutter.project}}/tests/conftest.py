@@ -16,6 +16,15 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 import train as train_script  # noqa: E402  (the entry point registers the config resolvers)
 
+# A few batches of one epoch: each job takes a second or two once torch is imported.
+TINY = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.accelerator=cpu",
+)
+
 
 def summary(run_dir: Path) -> dict:
     """A run's summary.json."""

@@ -9,16 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONFIGS, ROOT, subprocess_env
+from conftest import CONFIGS, ROOT, TINY, subprocess_env
 
-# One epoch of a few batches per trial.
-TINY = (
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.accelerator=cpu",
-)
 DEFAULT_SPACE = ["model.optimizer.lr", "model.optimizer.weight_decay", "model.net.dropout", "data.batch_size"]
 
 

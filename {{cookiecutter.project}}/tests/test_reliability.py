@@ -574,12 +574,15 @@ class BrokenPlot(Callback):
         raise RuntimeError("plotting failed")
 
 
-class LoggerFolderVanishes(Callback):
-    """At the start of epoch 1 the CSV logger's folder becomes a file: nothing can be written there."""
+class FolderVanishes(Callback):
+    """At the start of epoch 1 a logger's folder in the run folder becomes a file: nothing can be written there."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
 
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == 1:
-            folder = Path(trainer.default_root_dir) / "csv"
+            folder = Path(trainer.default_root_dir) / self.folder
             shutil.rmtree(folder)
             folder.write_text("not a folder")
 
@@ -591,7 +594,8 @@ def test_failing_bookkeeping_is_reported_and_training_goes_on(make_cfg, train, t
         "logger=csv",
         "+logger.csv.flush_logs_every_n_steps=2",
         "+callbacks.broken_plot._target_=test_reliability.BrokenPlot",
-        "+callbacks.vanishing._target_=test_reliability.LoggerFolderVanishes",
+        "+callbacks.vanishing._target_=test_reliability.FolderVanishes",
+        "+callbacks.vanishing.folder=csv",
     )
     with caplog.at_level(logging.ERROR):
         train(cfg)
@@ -605,22 +609,13 @@ def test_failing_bookkeeping_is_reported_and_training_goes_on(make_cfg, train, t
     assert "callback broken_plot.on_validation_end failed; training goes on" in caplog.text
 
 
-class TensorBoardFolderVanishes(Callback):
-    """At the start of epoch 1 TensorBoard's folder becomes a file: its event file cannot be written any more."""
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
-            folder = Path(trainer.default_root_dir) / "tensorboard"
-            shutil.rmtree(folder)
-            folder.write_text("not a folder")
-
-
 def test_a_trained_run_is_completed_when_only_tensorboard_cannot_be_written(make_cfg, train, tmp_path):
     cfg = make_cfg(
         "trainer.max_epochs=2",
         *SHORT,
         "logger=tensorboard",
-        "+callbacks.vanishing._target_=test_reliability.TensorBoardFolderVanishes",
+        "+callbacks.vanishing._target_=test_reliability.FolderVanishes",
+        "+callbacks.vanishing.folder=tensorboard",
     )
     train(cfg)
     record = summary(tmp_path / "run")

@@ -4,11 +4,12 @@ import importlib
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
 from {{ cookiecutter.package_name }}.harness.checks import BadValue, check_resources
 from {{ cookiecutter.package_name }}.harness.requeue import resume_path
+
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
 from conftest import CONFIGS
 

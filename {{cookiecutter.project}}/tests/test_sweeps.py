@@ -12,20 +12,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from hydra_plugins.{{ cookiecutter.package_name }}_optuna import OptunaSweeper, search_space
 from {{ cookiecutter.package_name }}.harness.runs import observed_status
 from {{ cookiecutter.package_name }}.harness.sweeps import CSV_NAME, PLOT_NAME, SweepResults
 
-from conftest import CONFIGS, ROOT, subprocess_env, summary
+from hydra_plugins.{{ cookiecutter.package_name }}_optuna import OptunaSweeper, search_space
 
-# A few batches of one epoch: each job takes a second or two once torch is imported.
-TINY = (
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.accelerator=cpu",
-)
+from conftest import CONFIGS, ROOT, TINY, subprocess_env, summary
 
 
 def train_command(*overrides: str) -> list[str]:

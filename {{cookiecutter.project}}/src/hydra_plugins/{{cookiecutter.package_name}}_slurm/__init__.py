@@ -5,9 +5,9 @@ is imported by Hydra's plugin scan on every start, so submitit is imported only 
 submitted.
 """
 
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
-
 from {{ cookiecutter.package_name }}.harness.resolvers import register_resolvers
+
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 
 
 class SlurmLauncher(SubmititSlurmLauncher):
