@@ -47,6 +47,8 @@ DEFAULT_FILES = {
     "scripts/slurm_job.sh",
     "src/hydra_plugins/my_project_slurm/__init__.py",
     "src/my_project/harness/requeue.py",
+    "src/my_project/harness/preemption.py",
+    "tests/test_preemption.py",
     "tests/test_slurm.py",
     "configs/data/cifar10.yaml",
     "configs/data/digits.yaml",

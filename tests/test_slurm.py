@@ -97,9 +97,10 @@ def test_two_node_job_trains_across_both_nodes(installed_project, env):
 
 
 def test_plain_sbatch_script_trains_in_the_folder_of_its_job(installed_project, env, slurm, tmp_path):
+    # Its defaults fit a CPU partition: no GPU asked for, the accelerator taken from the allocation.
     submitted = run(
-        "sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1", f"--output={tmp_path}/%j.out",
-        "scripts/slurm_job.sh", *TINY, "trainer.max_epochs=1", cwd=installed_project, env=env, timeout=300,
+        "sbatch", "--parsable", f"--output={tmp_path}/%j.out",
+        "scripts/slurm_job.sh", "test=false", "trainer.max_epochs=1", cwd=installed_project, env=env, timeout=300,
     )  # fmt: skip
     job_id = submitted.stdout.strip()
     slurm.wait(job_id)
@@ -107,6 +108,8 @@ def test_plain_sbatch_script_trains_in_the_folder_of_its_job(installed_project, 
     run_dir = Path(env["LOG_DIR"]) / "train" / "runs" / job_id
     output = (tmp_path / f"{job_id}.out").read_text()
     assert (run_dir / "summary.json").is_file() and summary(run_dir)["status"] == "completed", output[-3000:]
+    resolved = (run_dir / "config_resolved.yaml").read_text()
+    assert "accelerator: cpu" in resolved and "precision: 32-true" in resolved
 
 
 def scalar_steps(tensorboard: Path) -> dict[str, list[int]]:

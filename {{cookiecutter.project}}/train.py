@@ -27,7 +27,7 @@ def train(cfg: DictConfig) -> float | None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from {{cookiecutter.package_name}}.harness import contract, devices, hparams, rank_logs, runs, wandb_run
+    from {{cookiecutter.package_name}}.harness import contract, devices, hparams, preemption, rank_logs, runs, wandb_run
     from {{cookiecutter.package_name}}.harness.callbacks import Bookkeeping, RunProgress
     from {{cookiecutter.package_name}}.harness.checkpointing import check_fits
     from {{cookiecutter.package_name}}.harness.components import build_callbacks, build_loggers
@@ -40,6 +40,8 @@ def train(cfg: DictConfig) -> float | None:
 
     # Again for a job that submitit unpickles: it skips this module's top level.
     redact_output()
+    # SIGUSR1/SIGTERM are noted from here on and acted on at a step boundary (preemption.py).
+    preemption.install()
     output_dir = Path(cfg.paths.output_dir)
     runs.print_config(cfg)
     record = runs.RunRecord(cfg, output_dir, started)
@@ -65,7 +67,7 @@ def train(cfg: DictConfig) -> float | None:
         )
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*callbacks, RunProgress(record)],
+            callbacks=[*callbacks, RunProgress(record), preemption.Preemption()],
             logger=loggers or False,
             profiler=cfg.trainer.profiler or NoProfiler(),
         )
@@ -83,6 +85,10 @@ def train(cfg: DictConfig) -> float | None:
         result = record.finish(trainer)
         hparams.log_final_metrics(trainer.loggers, cfg, record.data["metrics"], trainer.global_step)
         return result
+    except preemption.Preempted as stop:
+        record.stop("requeued" if stop.requeued else "interrupted", str(stop), trainer)
+        # Exit status 0 for a requeued job: SLURM starts it again; submitit records no result meanwhile.
+        raise SystemExit(stop.exit_code) from None
     except BaseException as error:
         # Each process's traceback goes into its own log file; summary.json names the rank that failed first.
         rank_logs.record_failure(output_dir, error)
@@ -92,7 +98,7 @@ def train(cfg: DictConfig) -> float | None:
             raise
         return None
     finally:
-        wandb_run.finish(failed=record.data["status"] != "completed")
+        wandb_run.finish(failed=record.data["status"] not in ("completed", "requeued"))
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

@@ -50,7 +50,6 @@ def test_option_instantiates(make_cfg, group, option):
         return
     if not torch.cuda.is_available():
         cfg.trainer.accelerator = "cpu"
-        cfg.trainer.precision = "32-true" if cfg.trainer.precision == "bf16-mixed" else cfg.trainer.precision
     _, model = contract.build(cfg)
     loggers = build_loggers(cfg.logger)
     has_scheduler = cfg.model.get("scheduler") is not None
@@ -64,6 +63,22 @@ def test_option_instantiates(make_cfg, group, option):
 @pytest.mark.parametrize("option", group_options("cluster"))
 def test_cluster_option_composes(make_cfg, option):
     assert make_cfg(f"cluster={option}")
+
+
+PRESETS = [f"trainer={option}" for option in group_options("trainer")] + [
+    f"cluster={option}" for option in group_options("cluster")
+]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_no_preset_mixes_gpu_precision_into_a_cpu_run(make_cfg, preset):
+    cfg = make_cfg(preset, "trainer.accelerator=cpu")
+    assert str(cfg.trainer.precision) in ("32-true", "32", "64-true", "64"), cfg.trainer.precision
+
+
+def test_gpu_presets_keep_their_gpu_precision_on_a_gpu(make_cfg):
+    for preset in ("trainer=gpu", "trainer=ddp", "trainer=multinode", "cluster=hpc_a100"):
+        assert make_cfg(preset, "trainer.accelerator=gpu").trainer.precision == "bf16-mixed", preset
 
 
 def test_optimizer_and_lr_are_where_the_docs_say(make_cfg):

@@ -1,10 +1,11 @@
-"""Continuing a SLURM job that was requeued (time limit, pre-emption): one owner, Lightning.
+"""Continuing a SLURM job that was requeued (time limit, pre-emption) from its requeue checkpoint.
 
-Lightning's SLURM environment catches SIGUSR1 (sent by SLURM ``signal_delay_s`` before the time
-limit, see ``configs/cluster/slurm.yaml``, or by ``scancel --signal=USR1``), writes
-``hpc_ckpt_<n>.ckpt`` into the trainer's ``default_root_dir`` (the run folder) and runs
-``scontrol requeue``. The job then starts again with the same id, so in the same run folder,
-and continues from that checkpoint: same global step, same TensorBoard folder, same W&B run.
+On SIGUSR1 (sent by SLURM ``signal_delay_s`` before the time limit, see
+``configs/cluster/slurm.yaml``, or by ``scancel --signal=USR1``) or SIGTERM, every rank stops at
+the same step boundary after one ``hpc_ckpt_<n>.ckpt`` in the trainer's ``default_root_dir`` (the
+run folder), and rank 0 runs ``scontrol requeue`` for SIGUSR1 (preemption.py). The job then starts
+again with the same id, so in the same run folder, and continues from that checkpoint, which
+Lightning finds by the same name: same global step, same TensorBoard folder, same W&B run.
 submitit only submits; it never requeues (nothing sends it SIGUSR2).
 """
 
@@ -20,6 +21,13 @@ def hpc_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted((path for path, n in numbered.items() if n.isdigit()), key=lambda path: int(numbered[path]))
 
 
+def next_hpc_checkpoint(run_dir: str | Path) -> Path:
+    """Where the next requeue checkpoint goes: numbered one above the newest, as Lightning numbers them."""
+    found = hpc_checkpoints(run_dir)
+    number = int(found[-1].stem.rpartition("_")[2]) + 1 if found else 1
+    return Path(run_dir) / f"hpc_ckpt_{number}.ckpt"
+
+
 def resume_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     """The checkpoint ``trainer.fit`` starts from: this run's own requeue checkpoint when there is one.
 
@@ -29,7 +37,7 @@ def resume_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     """
     found = hpc_checkpoints(run_dir)
     if not found:
-        # Requeued without Lightning's signal (pre-emption by SIGTERM, a failed node): continue
+        # Requeued without a requeue checkpoint (a failed node, a kill before the next step): continue
         # from this run's newest regular checkpoint rather than start again.
         last = Path(run_dir) / "checkpoints" / "last.ckpt"
         if int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0 and last.is_file():

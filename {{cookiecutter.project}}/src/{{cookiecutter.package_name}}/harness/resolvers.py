@@ -6,12 +6,14 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from .config_help import help_options
+from .devices import GPU_ACCELERATORS
 from .distributed import launched_externally
 from .rank_logs import log_file_name
 
@@ -66,6 +68,21 @@ def folder_name(*parts) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(part) for part in parts))
 
 
+def if_gpu(accelerator: str, on_gpu: Any, otherwise: Any) -> Any:
+    """``on_gpu`` where ``accelerator`` trains on a GPU, else ``otherwise``: a GPU preset's
+    ``precision: ${if_gpu:${trainer.accelerator},bf16-mixed,32-true}`` never autocasts a CPU run.
+
+    ``auto`` counts as a GPU where the NVIDIA driver reports one, as Lightning would pick it.
+    """
+    from .checks import count_nvidia_gpus
+
+    if str(accelerator) in GPU_ACCELERATORS:
+        return on_gpu
+    if str(accelerator) == "auto" and count_nvidia_gpus() != 0:
+        return on_gpu
+    return otherwise
+
+
 def register_resolvers() -> None:
     # Cached in the config, so a job that Hydra re-composes from a sweep (e.g. on a SLURM node)
     # keeps the names its sweep resolved when it was launched.
@@ -76,6 +93,7 @@ def register_resolvers() -> None:
         "folder_name": folder_name,
         "config_options": help_options,
         "log_file": log_file_name,
+        "if_gpu": if_gpu,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):

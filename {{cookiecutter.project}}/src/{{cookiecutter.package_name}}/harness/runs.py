@@ -198,6 +198,12 @@ class RunRecord:
         best = self.data["monitor"]["best"]
         return None if best is None or math.isnan(best) else best
 
+    def stop(self, status: str, reason: str, trainer) -> None:
+        """Mark the run requeued or interrupted by a signal, with progress up to its last checkpoint."""
+        self.record_trainer(trainer)
+        self.data.update(status=status, stopped_by=reason)
+        self._write()
+
     def fail(self, error: BaseException, trainer=None) -> None:
         if trainer is not None:
             self.record_trainer(trainer)

@@ -3,13 +3,15 @@
 Each job's summary.json and Hydra's record of its overrides are read back from the sweep
 folder, so the same code serves every launcher (local, SLURM) and sweeper (grid, Optuna).
 A job whose process died without a word (``kill -9``, e.g. the trial an interrupted Optuna search
-was running) shows as ``killed``, not ``running``. A sweep with failed jobs exits non-zero, saying how many.
+was running) shows as ``killed``, not ``running``. A sweep with failed jobs exits non-zero, saying how many;
+on SLURM each failed job also ends FAILED.
 """
 
 import csv
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +30,16 @@ def continue_sweep(error: BaseException) -> bool:
     """True when this run is one job of a multirun, so that ``error`` must not stop the other jobs.
 
     The failure is already in the job's summary.json; the sweep's results and exit status
-    report it. A single run, and Ctrl-C anywhere, still raise.
+    report it. A single run, and Ctrl-C anywhere, still raise; so does a job that submitit runs
+    (``cluster=slurm``): it is a process of its own, whose failure SLURM must see (its launcher
+    ends it non-zero after handing the sweep its result, see hydra_plugins/*_slurm).
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not isinstance(error, Exception) or not HydraConfig.initialized():
         return False
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
+    if HydraConfig.get().mode != RunMode.MULTIRUN or "SUBMITIT_FOLDER" in os.environ:
         return False
     log.error("This job failed; the sweep goes on with the others.", exc_info=error)
     return True
@@ -188,6 +192,7 @@ def _heatmap(ax, values: list[list[str]], metrics: list[float], keys: list[str],
 def _axis_positions(labels: list[str], log: bool = True) -> tuple[list[float], list[tuple[float, str]]]:
     """Each label's height in [0, 1] on its axis (log-scaled over a wide positive range), and its ticks."""
     import math
+import os
 
     numbers = _as_numbers(labels)
     if numbers is None:
