@@ -139,6 +139,8 @@ DEFAULT_FILES = {
     "tests/test_secrets.py",
     "tests/test_optuna.py",
     "tests/probe.py",
+    "tests/interrupt.py",
+    "tests/test_resume_exact.py",
     "tests/test_distributed.py",
     "tests/test_wandb.py",
     "tests/test_observability.py",
