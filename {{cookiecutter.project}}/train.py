@@ -36,6 +36,7 @@ def train(cfg: DictConfig) -> float | None:
     from {{cookiecutter.package_name}}.harness.performance import NoProfiler, configure_torch
     from {{cookiecutter.package_name}}.harness.requeue import resume_path
     from {{cookiecutter.package_name}}.harness.resume import resolve_ckpt_path
+    from {{cookiecutter.package_name}}.harness.sampling import ResumeMidEpoch
     from {{cookiecutter.package_name}}.harness.sweeps import continue_sweep
 
     # Again for a job that submitit unpickles: it skips this module's top level.
@@ -67,7 +68,7 @@ def train(cfg: DictConfig) -> float | None:
         )
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*callbacks, RunProgress(record), preemption.Preemption()],
+            callbacks=[*callbacks, RunProgress(record), ResumeMidEpoch(), preemption.Preemption()],
             logger=loggers or False,
             profiler=cfg.trainer.profiler or NoProfiler(),
         )

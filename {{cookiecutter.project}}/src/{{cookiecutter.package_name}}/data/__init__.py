@@ -1,6 +1,7 @@
 from ..harness.in_memory import DatasetNotFoundError, InMemoryDataModule, TensorBatchDataset
 from .digits import DigitsDataModule
 from .image_folder import ImageFolderDataModule
+from .text import PythonDocsDataModule
 from .vision import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "ImageFolderDataModule",
     "InMemoryDataModule",
     "MNISTDataModule",
+    "PythonDocsDataModule",
     "TensorBatchDataset",
 ]

@@ -1,3 +1,4 @@
 from .classifier import Classifier
+from .gpt import GPT
 
-__all__ = ["Classifier"]
+__all__ = ["GPT", "Classifier"]
