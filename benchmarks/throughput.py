@@ -169,6 +169,7 @@ def adam(cfg, fused: bool):
 
 def mlp_work(project: Path, device: str, quick: bool, scratch: Path) -> Work:
     import torch
+    from hydra.utils import instantiate
 
     data_dir = scratch / "data" / ("mnist-quick" if quick else "mnist")
     if not data_dir.exists():
@@ -176,7 +177,7 @@ def mlp_work(project: Path, device: str, quick: bool, scratch: Path) -> Work:
         package(project, "harness.synthetic").write_mnist(data_dir, n_train=n_train, n_test=1000)
     overrides = ["data=mnist", f"data.data_dir={data_dir}"]
     cfg = compose(project, overrides)
-    datamodule = package(project, "data").MNISTDataModule(data_dir=str(data_dir), batch_size=cfg.data.batch_size)
+    datamodule = instantiate(cfg.data)  # the baked run's split: the same training examples
     datamodule.setup("fit")
     images, labels = datamodule.datasets["train"].tensors
     mean = torch.tensor(datamodule.mean).view(1, -1, 1, 1)
