@@ -103,7 +103,7 @@ def project_env(project: Path, threads: int | None) -> dict[str, str]:
     return env
 
 
-def run_baked(project: Path, work: Work, device: str, threads: int | None, scratch: Path) -> dict:
+def run_baked(project: Path, work: Work, extra: list[str], device: str, threads: int | None, scratch: Path) -> dict:
     """``python train.py`` as a user runs it; its epochs, launch-to-first-step time and peak RSS."""
     timer = scratch / f"timer-{time.time_ns()}.json"
     command = [
@@ -116,6 +116,7 @@ def run_baked(project: Path, work: Work, device: str, threads: int | None, scrat
         "test=false",
         "+callbacks.epoch_timer._target_=epoch_timer.EpochTimer",
         f"+callbacks.epoch_timer.path={timer}",
+        *extra,
     ]
     log = scratch / f"{timer.stem}.log"
     with open(log, "w") as output:
@@ -260,7 +261,14 @@ WORKS = {"mlp": mlp_work, "image_folder": image_folder_work, "lm": lm_work}
 
 
 def benchmark(
-    project: Path, device: str, threads: int | None, works: list[str], quick: bool, repeats: int, scratch: Path
+    project: Path,
+    device: str,
+    threads: int | None,
+    works: list[str],
+    quick: bool,
+    repeats: int,
+    scratch: Path,
+    variants: dict[str, list[str]],
 ):
     """Every pipeline of every work, ``repeats`` rounds in turn; returns the results and the works' skip messages."""
     import torch
@@ -274,15 +282,16 @@ def benchmark(
             print(reason, flush=True)
             skipped.append(str(reason))
             continue
-        rows = {pipeline: Result(work.name, pipeline, work.unit) for pipeline in [*work.pipelines, BAKED]}
+        baked = {BAKED: [], **variants}
+        rows = {pipeline: Result(work.name, pipeline, work.unit) for pipeline in [*work.pipelines, *baked]}
         for repeat in range(repeats):
             for pipeline, result in rows.items():
                 print(
                     f"{device}, {threads or 'all'} threads, {work.name}: {pipeline} ({repeat + 1}/{repeats}) ...",
                     flush=True,
                 )
-                if pipeline == BAKED:
-                    run = run_baked(project, work, device, threads, scratch)
+                if pipeline in baked:
+                    run = run_baked(project, work, baked[pipeline], device, threads, scratch)
                     result.runs.append(run["epochs"])
                     result.first_step_s.append(run["first_step_s"])
                     result.peak_rss_mb += [run["rss"]] if run["rss"] else []
@@ -292,15 +301,16 @@ def benchmark(
     return results, skipped
 
 
-def ratio(rows: list[Result], row: Result, pipeline: str) -> float | None:
+def ratio(rows: list[Result], row: Result, pipeline: str, clock: str = "seconds") -> float | None:
     reference = next((r for r in rows if r.pipeline == pipeline), None)
-    return row.rate() / reference.rate() if reference else None
+    return row.rate(clock) / reference.rate(clock) if reference else None
 
 
 def table(results) -> str:
     lines = [
-        "| work | pipeline | per second | × hand-written | × leanest | target | | first step (s) | peak RSS (MB) |",
-        "|---|---|---:|---:|---:|---|---|---:|---:|",
+        "| work | pipeline | per second | × hand-written | × leanest | target | | × target's, CPU time "
+        "| first step (s) | peak RSS (MB) |",
+        "|---|---|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for work, rows in results:
         for row in rows:
@@ -317,6 +327,7 @@ def table(results) -> str:
                 f"{lean:.2f}" if lean else "",
                 target,
                 verdict,
+                f"{ratio(rows, row, work.reference, 'cpu_seconds'):.2f}",
                 f"{statistics.median(row.first_step_s):.1f}" if row.first_step_s else "",
                 f"{statistics.median(row.peak_rss_mb):.0f}" if row.peak_rss_mb else "",
             ]
@@ -354,6 +365,9 @@ def report(results, skipped, device, threads, startup, command, load_before) -> 
     lines = [
         table(results),
         "",
+        "Per second: the median over the epochs after each run's first. × target's, CPU time: the ratio to the "
+        "target's reference per second of the training process's CPU time, which other programs on a busy machine "
+        "disturb less than the wall clock (DataLoader workers' time not included).",
         f"Measured {datetime.date.today():%d %b %Y} on {device} ({machine()}), {threads_text} per process; "
         f"{versions()}. Command: `{command}`. Load average (1, 5, 15 min) {load_before} before, {load()} after: "
         f"a load above the core count means other programs shared the machine, and the figures are theirs too.",
@@ -388,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default=None, help="cpu, cuda (default: cpu, and cuda if present)")
     parser.add_argument("--threads", default="1,all", help="torch CPU threads per process, comma-separated: N or all")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of every pipeline, taken in turn (default 2)")
+    parser.add_argument(
+        "--baked",
+        action="append",
+        default=[],
+        metavar="'NAME: OVERRIDES'",
+        help="another baked row, the default with these overrides, e.g. 'no callbacks: callbacks=none' (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--readme", type=Path, help="rewrite this README's <!-- benchmark KEY --> blocks with the tables"
@@ -401,6 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     DEFAULT_THREADS = torch.get_num_threads()
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     settings = [None if t == "all" else int(t) for t in args.threads.split(",")]
+    variants = {}
+    for variant in args.baked:
+        name, colon, overrides = variant.partition(":")
+        if not colon or not overrides.split():
+            parser.error(
+                f"--baked {variant!r}: give a name, a colon and overrides, e.g. 'no callbacks: callbacks=none'"
+            )
+        variants[name.strip()] = overrides.split()
     unknown = set(args.works.split(",")) - WORKS.keys()
     if unknown:
         parser.error(f"--works: unknown {sorted(unknown)}; choose from {', '.join(WORKS)}")
@@ -413,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         for device in devices:
             for threads in settings if device == "cpu" else [None]:
                 results, skipped = benchmark(
-                    project, device, threads, args.works.split(","), args.quick, args.repeats, scratch
+                    project, device, threads, args.works.split(","), args.quick, args.repeats, scratch, variants
                 )
                 key = (
                     device
