@@ -32,8 +32,9 @@ demo: venv
 	cd $(DEMO) && git init --quiet && ../$(PY) train.py
 	@echo "Run folder: $$(ls -d $(DEMO)/logs/train/runs/* | tail -n 1)"
 
-# Training throughput of a baked project against a hand-written PyTorch loop (README: Performance).
-# BENCH_ARGS="--threads 1 --repeats 3" is how the README's table was measured on a shared machine.
+# Training throughput of a baked project against hand-written loops (benchmarks/loops.py; README: Performance).
+# BENCH_ARGS="--threads 1 --repeats 3 --readme $(DEMO)/README.md" regenerates a baked README's table;
+# the template's own is {{cookiecutter.project}}/README.md, where the markers hold Jinja-free Markdown.
 bench: venv
 	$(PY) benchmarks/throughput.py $(BENCH_ARGS)
 
