@@ -96,6 +96,30 @@ def test_two_node_job_trains_across_both_nodes(installed_project, env):
     assert run_folders(sweep) == ["0"]
 
 
+def test_failed_job_is_failed_in_slurm_and_the_sweep_still_reports_every_job(installed_project, env, slurm):
+    # lr=1e30 makes the loss NaN within a few steps: that job fails, the other completes.
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", *SLURM, *TINY, "trainer.max_epochs=1", "model.optimizer.lr=1e-3,1e30"],
+        cwd=installed_project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0 and "1 of 2 jobs failed" in done.stderr, done.stderr[-3000:]
+    sweep = sweep_dir(env)
+    assert [summary(sweep / job)["status"] for job in ("0", "1")] == ["completed", "failed"]
+    (script,) = sweep.glob(".submitit/*/*_submission.sh")
+    array_job = script.name.partition("_")[0]
+    # submitit hands over a job's result just before its process ends.
+    slurm.wait(array_job)
+    states = {
+        task: re.search(
+            r"JobState=(\S+).*ExitCode=(\S+)",
+            slurm.command("scontrol", "show", "job", f"{array_job}_{task}").stdout,
+            re.S,
+        ).groups()
+        for task in (0, 1)
+    }
+    assert states == {0: ("COMPLETED", "0:0"), 1: ("FAILED", "1:0")}
+
+
 def test_plain_sbatch_script_trains_in_the_folder_of_its_job(installed_project, env, slurm, tmp_path):
     # Its defaults fit a CPU partition: no GPU asked for, the accelerator taken from the allocation.
     submitted = run(
