@@ -4,7 +4,6 @@ rank of a 2-process DDP run on gloo), handled at a step boundary by every rank (
 The SLURM half (requeue, 2 nodes) is in the template's tests/test_slurm.py.
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from pytorch_lightning import Callback
 
 from conftest import ROOT, subprocess_env, summary
 
@@ -32,35 +30,6 @@ SHORT = [
 ]
 
 
-class SignalAt(Callback):
-    """Sends ``signum`` to this process once, at ``phase``: train (in the training step after global step
-    ``step``), validation (a validation batch after global step ``step``), save (while the checkpoint of
-    global step ``step`` is put together) or test (a test batch). ``rank``: only that global rank sends."""
-
-    def __init__(self, signum: str, phase: str, step: int = 0, rank: int | None = None):
-        self.signum, self.phase, self.step, self.rank, self.sent = signal.Signals[signum], phase, step, rank, False
-
-    def _send(self, trainer, phase: str) -> None:
-        if self.sent or phase != self.phase or self.rank not in (None, trainer.global_rank):
-            return
-        if phase != "test" and (trainer.global_step != self.step or trainer.sanity_checking):
-            return
-        self.sent = True
-        os.kill(os.getpid(), self.signum)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._send(trainer, "train")
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._send(trainer, "validation")
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        self._send(trainer, "save")
-
-    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._send(trainer, "test")
-
-
 def train(log_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
     command = [sys.executable, "train.py", *SHORT, *overrides]
     return subprocess.run(
@@ -70,7 +39,7 @@ def train(log_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.Co
 
 def signalled(log_dir: Path, signum: str, phase: str, step: int = 0, *overrides: str, rank: int | None = None):
     sender = [
-        "+callbacks.signal._target_=test_preemption.SignalAt",
+        "+callbacks.signal._target_=signalling.SignalAt",
         f"+callbacks.signal.signum={signum}",
         f"+callbacks.signal.phase={phase}",
         f"+callbacks.signal.step={step}",
