@@ -255,6 +255,8 @@ def signal_job_at(slurm, env: dict, project: Path, tmp_path: Path, plan: list[st
         assert submitter.wait(timeout=300) == 0, output.read_text()[-5000:]
     finally:
         submitter.kill()
+    # submitit hands over a job's result just before its process ends.
+    slurm.wait(job_id)
     state = slurm.command("scontrol", "show", "job", job_id).stdout
     assert "JobState=COMPLETED" in state and f"Restarts={len(plan) - 1}" in state, state
     (run_dir,) = (run for run in script.parents[2].iterdir() if run.is_dir() and not run.name.startswith("."))

@@ -1,5 +1,6 @@
 """Time limits and pre-emption on real processes: SIGTERM and SIGUSR1 sent to ``train.py`` (and to one
-rank of a 2-process DDP run on gloo), handled at a step boundary by every rank (harness/preemption.py).
+rank of a 2-process DDP run on gloo) at chosen moments (signalling.SignalAt), handled at a step boundary
+by every rank (harness/preemption.py); Ctrl-C.
 
 The SLURM half (requeue, 2 nodes) is in the template's tests/test_slurm.py.
 """
@@ -117,3 +118,9 @@ def test_a_signal_after_training_does_not_fail_the_run(tmp_path):
     assert summary(run_dir)["status"] == "completed"
     assert "test/acc" in summary(run_dir)["metrics"]
     assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))
+
+
+def test_ctrl_c_stops_the_run_with_the_exit_status_of_sigint(tmp_path):
+    result = signalled(tmp_path, "SIGINT", "train", 2)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
+    assert summary(only_run_dir(tmp_path))["status"] == "interrupted"
