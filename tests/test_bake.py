@@ -49,6 +49,7 @@ DEFAULT_FILES = {
     "src/my_project/harness/requeue.py",
     "src/my_project/harness/preemption.py",
     "tests/test_preemption.py",
+    "tests/signalling.py",
     "tests/test_slurm.py",
     "configs/data/cifar10.yaml",
     "configs/data/digits.yaml",

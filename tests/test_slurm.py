@@ -7,11 +7,13 @@ hydra-submitit-launcher and sbatch; they train digits on CPU for a few seconds.
 import datetime as dt
 import json
 import os
+import random
 import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,30 @@ def test_two_node_job_trains_across_both_nodes(installed_project, env):
     assert {re.search(r"node=(\d)\(2\)", log)[1] for log in logs.values()} == {"0", "1"}
     assert {re.search(r"global_rank=(\d)\(2\)", log)[1] for log in logs.values()} == {"0", "1"}
     assert run_folders(sweep) == ["0"]
+
+
+def test_failed_job_is_failed_in_slurm_and_the_sweep_still_reports_every_job(installed_project, env, slurm):
+    # lr=1e30 makes the loss NaN within a few steps: that job fails, the other completes.
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", *SLURM, *TINY, "trainer.max_epochs=1", "model.optimizer.lr=1e-3,1e30"],
+        cwd=installed_project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0 and "1 of 2 jobs failed" in done.stderr, done.stderr[-3000:]
+    sweep = sweep_dir(env)
+    assert [summary(sweep / job)["status"] for job in ("0", "1")] == ["completed", "failed"]
+    (script,) = sweep.glob(".submitit/*/*_submission.sh")
+    array_job = script.name.partition("_")[0]
+    # submitit hands over a job's result just before its process ends.
+    slurm.wait(array_job)
+    states = {
+        task: re.search(
+            r"JobState=(\S+).*ExitCode=(\S+)",
+            slurm.command("scontrol", "show", "job", f"{array_job}_{task}").stdout,
+            re.S,
+        ).groups()
+        for task in (0, 1)
+    }
+    assert states == {0: ("COMPLETED", "0:0"), 1: ("FAILED", "1:0")}
 
 
 def test_plain_sbatch_script_trains_in_the_folder_of_its_job(installed_project, env, slurm, tmp_path):
@@ -183,3 +209,98 @@ def wait_for(find, timeout: float = 240, every: float = 0.1):
             return found
         time.sleep(every)
     raise TimeoutError(f"nothing found after {timeout} s")
+
+
+# Two nodes of one rank each, deterministic: 5 epochs of 6 steps, a run of some 20 s.
+TWO_NODES = [
+    *TINY, "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", "trainer.deterministic=true",
+    "trainer.max_epochs=5", "trainer.limit_train_batches=6", "trainer.limit_val_batches=2",
+    "callbacks.early_stopping=null", "callbacks.progress_bar=null", "logger=none",
+]  # fmt: skip
+
+
+def signal_plan(rng: random.Random, boundaries: bool) -> list[str]:
+    """The moments of one job's signals, one per epoch, then one after training: at the boundary of an
+    epoch (in its validation, in its checkpoint save), or in a training step within it."""
+    steps_per_epoch = 6
+    if boundaries:
+        return [rng.choice(["validation", "save"]) for _ in range(4)] + ["end"]
+    # A step of epoch e before its last: handled at that step's end, mid-epoch.
+    return [f"train {e * steps_per_epoch + rng.randrange(steps_per_epoch - 1)}" for e in range(4)] + ["end"]
+
+
+def signal_job_at(slurm, env: dict, project: Path, tmp_path: Path, plan: list[str]) -> Path:
+    """Runs one 2-node job through ``cluster=slurm``; sends SIGUSR1 (as a time limit does) at each moment of
+    ``plan``, each after the requeued job has started again; returns its run folder."""
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    job_env = {**env, "PYTHONPATH": f"{project / 'src'}{os.pathsep}{project / 'tests'}"}
+    pause = ["+callbacks.pause._target_=signalling.PauseForSignal", f"+callbacks.pause.folder={pauses}"]
+    output = tmp_path / "submitter.out"
+    submitter = start([sys.executable, "train.py", "-m", *SLURM, *TWO_NODES, *pause], project, job_env, output)
+    try:
+        script = wait_for(
+            lambda: next(Path(env["LOG_DIR"]).glob("train/multiruns/*/.submitit/*/*_submission.sh"), None)
+        )
+        job_id = script.name.partition("_")[0]
+        ready = pauses / "ready"
+        for restarts, moment in enumerate(plan, start=1):
+            (pauses / "want").write_text(moment)
+            wait_for(partial(existing, ready), timeout=180)
+            ready.unlink()
+            slurm.command("scancel", "--signal=USR1", job_id)
+            if moment != "end":
+                # Requeued: bounded waits, so a hung job fails the test instead of holding it.
+                wait_for(partial(job_restarted, slurm, job_id, restarts), timeout=180)
+        assert submitter.wait(timeout=300) == 0, output.read_text()[-5000:]
+    finally:
+        submitter.kill()
+    # submitit hands over a job's result just before its process ends.
+    slurm.wait(job_id)
+    state = slurm.command("scontrol", "show", "job", job_id).stdout
+    assert "JobState=COMPLETED" in state and f"Restarts={len(plan) - 1}" in state, state
+    (run_dir,) = (run for run in script.parents[2].iterdir() if run.is_dir() and not run.name.startswith("."))
+    return run_dir
+
+
+def existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def job_restarted(slurm, job_id: str, restarts: int) -> bool | None:
+    state = slurm.command("scontrol", "show", "job", job_id).stdout
+    return True if f"Restarts={restarts}" in state and "JobState=RUNNING" in state else None
+
+
+def test_two_node_job_signalled_at_ten_moments_never_hangs_and_ends_like_an_uninterrupted_run(
+    installed_project, env, slurm, tmp_path
+):
+    rng = random.Random()
+    reference = start(
+        [sys.executable, "train.py", *TWO_NODES, "trainer.devices=2", "trainer.num_nodes=1"],
+        installed_project, {**env, "LOG_DIR": str(tmp_path / "reference")}, tmp_path / "reference.out",
+    )  # fmt: skip
+    jobs = {}
+    for boundaries in (True, False):
+        plan = signal_plan(rng, boundaries)
+        folder = tmp_path / ("boundaries" if boundaries else "steps")
+        folder.mkdir()
+        run_dir = signal_job_at(slurm, {**env, "LOG_DIR": str(folder / "logs")}, installed_project, folder, plan)
+        jobs[boundaries] = (run_dir, plan)
+    assert reference.wait(timeout=300) == 0, (tmp_path / "reference.out").read_text()[-5000:]
+    (reference_dir,) = (tmp_path / "reference" / "train" / "runs").iterdir()
+    uninterrupted = summary(reference_dir)
+
+    for boundaries, (run_dir, plan) in jobs.items():
+        record = summary(run_dir)
+        log = (run_dir / "train.log").read_text()
+        # Every requeue resumed in the same folder from the newest requeue checkpoint, of which one is kept.
+        resumed = re.findall(r"Restoring states from the checkpoint path at (\S+)", log)
+        assert resumed == [f"{run_dir}/hpc_ckpt_{n}.ckpt" for n in range(1, len(plan))], (plan, resumed)
+        assert [p.name for p in run_dir.glob("hpc_ckpt_*.ckpt")] == [f"hpc_ckpt_{len(plan) - 1}.ckpt"]
+        assert record["status"] == "completed", plan
+        assert (record["global_step"], record["epoch"]) == (uninterrupted["global_step"], uninterrupted["epoch"])
+        if boundaries:
+            assert record["metrics"] == uninterrupted["metrics"], plan
+        # Mid-epoch, a resumed epoch draws its remaining batches anew until the training order is resumable
+        # (harness/sampling.py): the same steps, not yet the same metrics.

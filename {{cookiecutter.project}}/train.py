@@ -6,6 +6,7 @@ comma-separated values. torch and Lightning are imported inside ``train`` so tha
 """
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -95,11 +96,15 @@ def train(cfg: DictConfig) -> float | None:
         rank_logs.record_failure(output_dir, error)
         record.data["first_failure"] = rank_logs.first_failure(output_dir, since=started)
         record.fail(error, trainer)
+        if runs.ctrl_c(error):
+            # What a shell reports for a process ended by SIGINT, not Lightning's exit status 1.
+            raise SystemExit(128 + signal.SIGINT) from None
         if not continue_sweep(error):
             raise
         return None
     finally:
         wandb_run.finish(failed=record.data["status"] not in ("completed", "requeued"))
+        preemption.stand_down()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

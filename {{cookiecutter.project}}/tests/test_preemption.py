@@ -1,10 +1,10 @@
 """Time limits and pre-emption on real processes: SIGTERM and SIGUSR1 sent to ``train.py`` (and to one
-rank of a 2-process DDP run on gloo), handled at a step boundary by every rank (harness/preemption.py).
+rank of a 2-process DDP run on gloo) at chosen moments (signalling.SignalAt), handled at a step boundary
+by every rank (harness/preemption.py); Ctrl-C.
 
 The SLURM half (requeue, 2 nodes) is in the template's tests/test_slurm.py.
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from pytorch_lightning import Callback
 
 from conftest import ROOT, subprocess_env, summary
 
@@ -32,35 +31,6 @@ SHORT = [
 ]
 
 
-class SignalAt(Callback):
-    """Sends ``signum`` to this process once, at ``phase``: train (in the training step after global step
-    ``step``), validation (a validation batch after global step ``step``), save (while the checkpoint of
-    global step ``step`` is put together) or test (a test batch). ``rank``: only that global rank sends."""
-
-    def __init__(self, signum: str, phase: str, step: int = 0, rank: int | None = None):
-        self.signum, self.phase, self.step, self.rank, self.sent = signal.Signals[signum], phase, step, rank, False
-
-    def _send(self, trainer, phase: str) -> None:
-        if self.sent or phase != self.phase or self.rank not in (None, trainer.global_rank):
-            return
-        if phase != "test" and (trainer.global_step != self.step or trainer.sanity_checking):
-            return
-        self.sent = True
-        os.kill(os.getpid(), self.signum)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._send(trainer, "train")
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._send(trainer, "validation")
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        self._send(trainer, "save")
-
-    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._send(trainer, "test")
-
-
 def train(log_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
     command = [sys.executable, "train.py", *SHORT, *overrides]
     return subprocess.run(
@@ -70,7 +40,7 @@ def train(log_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.Co
 
 def signalled(log_dir: Path, signum: str, phase: str, step: int = 0, *overrides: str, rank: int | None = None):
     sender = [
-        "+callbacks.signal._target_=test_preemption.SignalAt",
+        "+callbacks.signal._target_=signalling.SignalAt",
         f"+callbacks.signal.signum={signum}",
         f"+callbacks.signal.phase={phase}",
         f"+callbacks.signal.step={step}",
@@ -148,3 +118,9 @@ def test_a_signal_after_training_does_not_fail_the_run(tmp_path):
     assert summary(run_dir)["status"] == "completed"
     assert "test/acc" in summary(run_dir)["metrics"]
     assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))
+
+
+def test_ctrl_c_stops_the_run_with_the_exit_status_of_sigint(tmp_path):
+    result = signalled(tmp_path, "SIGINT", "train", 2)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
+    assert summary(only_run_dir(tmp_path))["status"] == "interrupted"

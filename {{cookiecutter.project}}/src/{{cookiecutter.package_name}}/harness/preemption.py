@@ -16,8 +16,8 @@ checkpoint together and stop:
   continues from it); status ``interrupted``, exit status 128 + the signal's number.
 
 A signal that lands during validation or during a checkpoint save is handled at the next
-boundary; one that lands after training (during the test, or later) is only logged: the
-results are saved, the job ends normally. Lightning's own SLURM handlers (save and requeue
+boundary; one that lands after training (during the test, or later) is ignored: the results
+are saved, the job ends normally. Lightning's own SLURM handlers (save and requeue
 inside the handler, SIGTERM as an exception at whatever point each rank is) are kept out.
 """
 
@@ -55,6 +55,16 @@ def install() -> None:
     """
     for signum in SIGNALS:
         signal.signal(signum, _note)
+
+
+def stand_down() -> None:
+    """After the run: SIGUSR1 (a time limit near) finds nothing left to save, and is ignored.
+
+    Ignored rather than noted, because Python puts back the default action, ending the process,
+    for every signal that has a Python handler as it shuts down: a time limit signalled then
+    would fail a finished job.
+    """
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def received() -> int | None:

@@ -93,6 +93,13 @@ def describe(error: BaseException, where: Path) -> str:
     return text
 
 
+def ctrl_c(error: BaseException) -> bool:
+    """Ctrl-C (SIGINT): a KeyboardInterrupt, or the SystemExit(1) Lightning turns it into after its clean-up."""
+    if isinstance(error, SystemExit):
+        error = error.__context__
+    return isinstance(error, KeyboardInterrupt)
+
+
 class RunRecord:
     """Keeps summary.json up to date from the start of a run to its end."""
 
@@ -207,6 +214,6 @@ class RunRecord:
     def fail(self, error: BaseException, trainer=None) -> None:
         if trainer is not None:
             self.record_trainer(trainer)
-        self.data["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.data["status"] = "interrupted" if ctrl_c(error) else "failed"
         self.data["error"] = describe(error, self.output_dir)
         self._write()

@@ -192,7 +192,6 @@ def _heatmap(ax, values: list[list[str]], metrics: list[float], keys: list[str],
 def _axis_positions(labels: list[str], log: bool = True) -> tuple[list[float], list[tuple[float, str]]]:
     """Each label's height in [0, 1] on its axis (log-scaled over a wide positive range), and its ticks."""
     import math
-import os
 
     numbers = _as_numbers(labels)
     if numbers is None:
