@@ -1,6 +1,7 @@
 """model=gpt on data=python_docs: exact per-token loss, samples, tokens counted; DDP, a sweep, resume, evaluate.py."""
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -103,3 +104,21 @@ def test_gpt_under_ddp_evaluates_as_one_process_and_sweeps(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*/summary.json"))
     assert [summary(job.parent)["status"] for job in jobs] == ["completed", "completed"]
+
+
+@pytest.mark.slow
+def test_gpt_sharded_with_fsdp_on_two_cpu_processes(tmp_path):
+    # FSDP2 over gloo: the checkpoint is one full file that an unsharded model loads, and training resumes from it.
+    env = subprocess_env(tmp_path / "logs")
+    fsdp = [sys.executable, "train.py", *TINY, "trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    for more in (["logger=none", "test=false"], ["logger=none", "trainer.max_epochs=2", "ckpt_path=last"]):
+        done = subprocess.run([*fsdp, *more], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    first, resumed = sorted((tmp_path / "logs" / "train" / "runs").iterdir())
+    run = summary(resumed)
+    assert run["status"] == "completed" and run["global_step"] == 2 * 36  # 71 batches shared by two processes
+    assert run["resumed_from"]["run_dir"] == str(first)
+    assert run["metrics"]["val/loss"] == pytest.approx(exact_loss(run["best_checkpoint"], "val"), rel=1e-5)
+    assert run["metrics"]["test/loss"] == pytest.approx(exact_loss(run["best_checkpoint"], "test"), rel=1e-5)
+    written = evaluate.main([str(resumed), "split=val"])
+    assert json.loads(written.read_text())["metrics"]["val/loss"] == pytest.approx(run["metrics"]["val/loss"], rel=1e-5)
