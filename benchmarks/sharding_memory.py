@@ -106,7 +106,8 @@ def main() -> None:
         mp.spawn(measure, args=(2, port, package, args, results), nprocs=2)
     shape = f"{args.n_layer} layers x {args.n_embd}, context {args.block_size}, batch {args.batch_size} per process"
     print(f"GPT ({shape}), fp32, AdamW, 2 CPU processes (gloo); MiB per process (rank 0):\n")
-    print("| strategy | activation checkpointing | parameters | gradients | optimizer state | saved activations | total |")
+    columns = ("parameters", "gradients", "optimizer state", "saved activations", "total")
+    print(f"| strategy | activation checkpointing | {' | '.join(columns)} |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for (strategy, checkpointing), sizes in results[0].items():
         cells = " | ".join(f"{size / MIB:.1f}" for size in (*sizes, sum(sizes)))
