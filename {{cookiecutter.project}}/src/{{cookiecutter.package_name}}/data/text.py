@@ -75,7 +75,7 @@ class PythonDocsDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
             raise ValueError(
                 f"val_fraction={val_fraction}, test_fraction={test_fraction}: both must be above 0 and sum to "
                 "less than 1 (the rest is training text)."

@@ -97,38 +97,43 @@ class RestOfEpoch(Sampler):
 class ResumeMidEpoch(pl.Callback):
     """Checkpoints record the epoch and how many of its batches were trained; a resumed fit skips those.
 
-    It also gives a single-process loader that shuffles with PyTorch's ``RandomSampler``
-    (``DataLoader(shuffle=True)``) an ``EpochShuffle`` with the run's seed, so that the order it
-    resumes into is the one the interrupted run had. Under DDP Lightning has already put a
-    ``DistributedSampler`` (seeded by the run's seed and the epoch) there. A loader without a batch
-    sampler (an iterable dataset, ``batch_size=None``) restarts its epoch, with a warning.
+    The count is Lightning's own (batches whose training step finished), so that it agrees with the
+    loop's counters in every checkpoint: ModelCheckpoint's, last.ckpt, and a SLURM requeue's
+    hpc_ckpt written whenever the signal comes. It also gives a single-process loader that
+    shuffles with PyTorch's ``RandomSampler`` (``DataLoader(shuffle=True)``) an ``EpochShuffle``
+    with the run's seed, so that the order it resumes into is the one the interrupted run had.
+    Under DDP Lightning has already put a ``DistributedSampler`` (seeded by the run's seed and the
+    epoch) there. A loader without a batch sampler (an iterable dataset, ``batch_size=None``)
+    restarts its epoch, with a warning.
     """
 
     def __init__(self):
-        self.epoch = 0
-        self.batches = 0
+        self._trainer = None
         self._loaded: dict[str, int] | None = None
         self._wrapped: list[BatchSampler] = []
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches": self.batches}
+        if self._trainer is None:
+            return {}
+        trained = self._trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self._trainer.current_epoch, "batches": trained}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._loaded = dict(state_dict)
 
     def on_train_start(self, trainer, pl_module) -> None:
         loaders = _training_loaders(trainer)
-        reseeded = [
-            loader for loader in loaders if _seed_order(loader, trainer.fit_loop.epoch_progress.current.processed)
-        ]
-        loaded, self._loaded = self._loaded, None
-        self.epoch, self.batches = trainer.current_epoch, 0
+        epoch = trainer.fit_loop.epoch_progress.current.processed
+        reseeded = [loader for loader in loaders if _seed_order(loader, epoch)]
+        loaded, self._loaded = self._loaded or {}, None
         skip = 0
-        if loaded and loaded["epoch"] == trainer.current_epoch and 0 < loaded["batches"] < trainer.num_training_batches:
+        if loaded.get("epoch") == trainer.current_epoch and 0 < loaded["batches"] < trainer.num_training_batches:
             skip = loaded["batches"]
         if skip:
             self._wrapped = [loader.batch_sampler for loader in loaders if _skip(loader, skip)]
-            self.batches = skip
             if len(self._wrapped) == len(loaders):
                 # Lightning warns of any loader that has no state_dict; this one resumes where it stopped.
                 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
@@ -141,13 +146,6 @@ class ResumeMidEpoch(pl.Callback):
             fit_loop._combined_loader.reset()
             with torch.random.fork_rng(devices=[]):
                 iter(fit_loop._data_fetcher)
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.epoch, self.batches = trainer.current_epoch, 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        # Counted before the step: any checkpoint written from here on holds this batch's update.
-        self.batches += 1
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for batch_sampler in self._wrapped:

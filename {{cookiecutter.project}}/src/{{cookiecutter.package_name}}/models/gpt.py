@@ -5,6 +5,8 @@ kernel where there is one) and an MLP, learned positions, a final LayerNorm and 
 ``vocab_size`` and ``block_size`` come from the data (its ``model_kwargs``). Validation logs
 ``val/loss``, the mean cross-entropy over every predicted token (in nats), and ``val/ppl``, its
 exponential; at the end of each validation it continues ``sample_prompt`` and logs the text.
+``activation_checkpointing`` recomputes each block's activations in backward instead of storing
+them; ``configure_model`` shards the blocks under ``trainer=fsdp``.
 """
 
 import logging
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchmetrics import MeanMetric
 
 from .classifier import FUSABLE, FUSED_DEVICES
@@ -64,6 +67,7 @@ class GPT(pl.LightningModule):
         n_embd: int = 128,
         dropout: float = 0.0,
         scheduler: Mapping | None = None,
+        activation_checkpointing: bool = False,
         sample_prompt: str = "The ",
         sample_tokens: int = 80,
         temperature: float = 0.8,
@@ -95,8 +99,26 @@ class GPT(pl.LightningModule):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.drop(self.token_embedding(tokens) + self.position_embedding(positions))
         for block in self.blocks:
-            x = block(x)
+            if self.hparams.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return self.head(self.ln_f(x))
+
+    def configure_model(self) -> None:
+        """Under ``trainer=fsdp`` (harness/sharding.py): each block one FSDP2 unit, the rest of the model another.
+
+        A block's parameters are gathered just before it runs and freed after, so a process holds
+        whole only the block at work. Other strategies give no device mesh: nothing to do.
+        """
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        if self.device_mesh is None or isinstance(self, FSDPModule):
+            return  # not sharded training, or sharded already (Lightning calls this hook at every fit and test)
+        mesh = self.device_mesh["data_parallel"]
+        for block in self.blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(self, mesh=mesh)
 
     def token_losses(self, batch) -> torch.Tensor:
         inputs, targets = batch
@@ -124,7 +146,8 @@ class GPT(pl.LightningModule):
         self._evaluate(batch, "test", self.test_loss)
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/ppl", torch.exp(self.val_loss.compute()), prog_bar=True)
+        # compute() has summed over all processes already: each logs the same value (sync_dist averages equals).
+        self.log("val/ppl", torch.exp(self.val_loss.compute()), prog_bar=True, sync_dist=True)
         if self.trainer.sanity_checking:
             return
         # Every process generates (a sharded model needs all of them for a forward pass); rank 0 reports.
@@ -137,7 +160,7 @@ class GPT(pl.LightningModule):
                     logger.experiment.add_text("val/sample", text, self.global_step)
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/ppl", torch.exp(self.test_loss.compute()))
+        self.log("test/ppl", torch.exp(self.test_loss.compute()), sync_dist=True)
 
     def predict_step(self, batch, batch_idx):
         """Each prompt's continuation of ``sample_tokens`` bytes."""
