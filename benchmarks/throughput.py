@@ -406,15 +406,24 @@ def report(results, skipped, device, threads, startup, command, load_before) -> 
     return "\n".join(lines)
 
 
-def write_readme(path: Path, key: str, block: str) -> None:
-    text = path.read_text()
+def readme_block(path: Path, key: str) -> re.Pattern:
+    """The pattern of ``key``'s block in the README at ``path``; a clear exit where it has none."""
     begin, end = f"<!-- benchmark {key} -->", f"<!-- /benchmark {key} -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(
-            f"--readme {path}: no block '{begin}' ... '{end}' to rewrite; add the two markers where the table goes."
-        )
-    path.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text, count=1))
+    if not path.is_file() or not pattern.search(path.read_text()):
+        raise SystemExit(f"--readme {path}: no block '{begin}' ... '{end}' to rewrite; add the markers where it goes.")
+    return pattern
+
+
+def write_readme(path: Path, key: str, block: str) -> None:
+    begin, end = f"<!-- benchmark {key} -->", f"<!-- /benchmark {key} -->"
+    path.write_text(readme_block(path, key).sub(lambda _: f"{begin}\n{block}\n{end}", path.read_text(), count=1))
+
+
+def block_key(device: str, threads: int | None) -> str:
+    if device != "cpu":
+        return device
+    return "cpu-1-thread" if threads == 1 else f"cpu-{threads or 'all'}-threads"
 
 
 DEFAULT_THREADS = 1  # set in main(), before any thread count is changed
@@ -459,39 +468,35 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.works.split(",")) - WORKS.keys()
     if unknown:
         parser.error(f"--works: unknown {sorted(unknown)}; choose from {', '.join(WORKS)}")
+    runs = [(device, threads) for device in devices for threads in (settings if device == "cpu" else [None])]
+    for device, threads in runs if args.readme else []:
+        readme_block(args.readme, block_key(device, threads))  # before, not after the hour of measuring
     started, records = time.perf_counter(), []
     with tempfile.TemporaryDirectory(prefix="throughput-") as temporary:
         scratch = args.keep or Path(temporary)
         scratch.mkdir(parents=True, exist_ok=True)
         project = bake(scratch / "bake")
         startup = startup_times(project)
-        for device in devices:
-            for threads in settings if device == "cpu" else [None]:
-                results, skipped = benchmark(
-                    project, device, threads, args.works.split(","), args.quick, args.repeats, scratch, variants
-                )
-                key = (
-                    device
-                    if device != "cpu"
-                    else f"cpu-{threads}-thread"
-                    if threads == 1
-                    else f"cpu-{threads or 'all'}-threads"
-                )
-                block = report(results, skipped, device, threads, startup, command, load_before)
-                print(f"\n### {key}\n\n{block}\n", flush=True)
-                if args.readme:
-                    write_readme(args.readme, key, block)
-                for work, rows in results:
-                    for row in rows:
-                        records.append(
-                            {
-                                **vars(row),
-                                "key": key,
-                                "rate": row.rate(),
-                                "target": work.target,
-                                "reference": work.reference,
-                            }
-                        )
+        for device, threads in runs:
+            results, skipped = benchmark(
+                project, device, threads, args.works.split(","), args.quick, args.repeats, scratch, variants
+            )
+            key = block_key(device, threads)
+            block = report(results, skipped, device, threads, startup, command, load_before)
+            print(f"\n### {key}\n\n{block}\n", flush=True)
+            if args.readme:
+                write_readme(args.readme, key, block)
+            for work, rows in results:
+                for row in rows:
+                    records.append(
+                        {
+                            **vars(row),
+                            "key": key,
+                            "rate": row.rate(),
+                            "target": work.target,
+                            "reference": work.reference,
+                        }
+                    )
     print(f"Benchmark took {time.perf_counter() - started:.0f} s.")
     if args.json:
         figures = {"machine": machine(), "versions": versions(), "startup_s": startup, "results": records}
