@@ -60,7 +60,9 @@ def image_folder(net, optimizer, loader, device, epochs: int) -> list[dict[str, 
     return timed
 
 
-def lightning_bare(net, make_optimizer, inputs, targets, batch_size: int, epochs: int) -> list[dict[str, float]]:
+def lightning_bare(
+    net, make_optimizer, inputs, targets, batch_size: int, epochs: int, profiler=None
+) -> list[dict[str, float]]:
     """The step of ``in_memory`` as a LightningModule, fed the same slices, in a Trainer with everything off."""
     import pytorch_lightning as pl
 
@@ -108,6 +110,7 @@ def lightning_bare(net, make_optimizer, inputs, targets, batch_size: int, epochs
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=[timer],
+        profiler=profiler,
     )
     trainer.fit(Module(), train_dataloaders=Slices())
     return timer.timed

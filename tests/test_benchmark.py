@@ -15,7 +15,7 @@ from conftest import TEMPLATE, run
 pytestmark = pytest.mark.slow
 
 PIPELINES = {
-    "mlp": ("hand-written", "leanest", "Lightning, bare", "baked default"),
+    "mlp": ("hand-written", "leanest", "Lightning, bare", "Lightning, bare, tuned", "baked default"),
     "image_folder": ("hand-written", "baked default"),
 }
 # The LM work runs where the template ships model=gpt, and says it is skipped where not.
