@@ -7,7 +7,8 @@ trains the same network on the same examples.
 - ``in_memory``: the data one normalized tensor on the device (normalized once, before training), a fresh
   permutation each epoch, sliced into batches of indices, each gathering its rows. (Gathering per batch,
   into a block that stays in the cache, ran ~9% faster on a CPU than permuting the whole tensor once per
-  epoch and slicing that: 73.6k against 67.7k MLP samples/s, one thread.) With
+  epoch and slicing that: 73.6k against 67.7k MLP samples/s, one thread; ``index_select`` gathers a batch of
+  MNIST images in 19 us where ``inputs[batch]`` takes 49.) With
   ``torch.optim.Adam(fused=True)`` this is the leanest loop there is for a small network: nothing but the
   step's own tensor work.
 - ``lightning_bare``: the same batches and step inside Lightning's loop with everything Lightning can turn
@@ -37,7 +38,7 @@ def in_memory(net, optimizer, inputs, targets, batch_size: int, epochs: int) -> 
     for _ in range(epochs):
         started = clock()
         for batch in torch.randperm(len(targets), device=targets.device).split(batch_size):
-            x, y = inputs[batch], targets[batch]
+            x, y = inputs.index_select(0, batch), targets.index_select(0, batch)
             loss = functional.cross_entropy(net(x).flatten(0, -2), y.flatten())
             optimizer.zero_grad()
             loss.backward()
@@ -89,7 +90,7 @@ def lightning_bare(
 
         def __iter__(self):
             for batch in torch.randperm(len(targets), device=targets.device).split(batch_size):
-                yield inputs[batch], targets[batch]
+                yield inputs.index_select(0, batch), targets.index_select(0, batch)
 
     class EpochClock(pl.Callback):
         # One callback, as the baked runs have one to time them (benchmarks/epoch_timer.py).
