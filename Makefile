@@ -33,8 +33,8 @@ demo: venv
 	@echo "Run folder: $$(ls -d $(DEMO)/logs/train/runs/* | tail -n 1)"
 
 # Training throughput of a baked project against hand-written loops (benchmarks/loops.py; README: Performance).
-# BENCH_ARGS="--threads 1 --repeats 3 --readme $(DEMO)/README.md" regenerates a baked README's table;
-# the template's own is {{cookiecutter.project}}/README.md, where the markers hold Jinja-free Markdown.
+# BENCH_ARGS="--threads 1 --repeats 3 --readme '{{cookiecutter.project}}/README.md'" regenerates the table
+# of the baked README (between its <!-- benchmark KEY --> markers).
 bench: venv
 	$(PY) benchmarks/throughput.py $(BENCH_ARGS)
 

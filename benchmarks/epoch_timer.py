@@ -40,7 +40,7 @@ class EpochTimer(Callback):
             self.first_step_at = time.time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._samples += len(batch[-1])
+        self._samples += batch[-1].numel()  # labels: one per image; a language model's targets: one per token
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
