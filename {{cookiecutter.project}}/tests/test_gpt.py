@@ -18,11 +18,12 @@ from {{ cookiecutter.package_name }}.models import GPT
 
 from conftest import ROOT, subprocess_env, summary
 
-# The first 20 kB of the corpus in blocks of 32 bytes: 71 training batches of 8, 1 kB evaluated per split.
+# The first 10 kB of the corpus in blocks of 32 bytes: 281 training blocks, 36 batches of 8 (18 on each of
+# two processes); 500 bytes evaluated per split.
 TINY = (
     "model=gpt",
     "data=python_docs",
-    "data.max_bytes=20000",
+    "data.max_bytes=10000",
     "data.block_size=32",
     "data.batch_size=8",
     "model.n_embd=32",
@@ -37,7 +38,7 @@ TINY = (
 def exact_loss(checkpoint: Path, split: str) -> float:
     """The mean cross-entropy over every byte of the split, computed here in one pass with the checkpoint's weights."""
     model = GPT.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
-    data = PythonDocsDataModule(block_size=32, max_bytes=20000)
+    data = PythonDocsDataModule(block_size=32, max_bytes=10000)
     data.setup("fit")
     inputs, targets = data.datasets[split].tensors
     with torch.no_grad():
@@ -45,7 +46,7 @@ def exact_loss(checkpoint: Path, split: str) -> float:
 
 
 def test_corpus_ships_with_python_and_every_evaluated_byte_is_predicted_once():
-    data = PythonDocsDataModule(block_size=32, max_bytes=20000)
+    data = PythonDocsDataModule(block_size=32, max_bytes=10000)
     data.setup("fit")
     assert "The" in python_docs() and data.model_kwargs == {"vocab_size": 256, "block_size": 32}
     for split in ("val", "test"):
@@ -53,7 +54,7 @@ def test_corpus_ships_with_python_and_every_evaluated_byte_is_predicted_once():
         # Blocks continue each other: the next block's first input is this block's last target.
         assert torch.equal(inputs[1:, 0], targets[:-1, -1]) and torch.equal(inputs[:, 1:], targets[:, :-1])
     with pytest.raises(ValueError, match="block_size=4096"):
-        PythonDocsDataModule(block_size=4096, max_bytes=20000).setup("fit")
+        PythonDocsDataModule(block_size=4096, max_bytes=10000).setup("fit")
 
 
 def test_gpt_logs_exact_loss_perplexity_tokens_and_a_sample(make_cfg, train, tmp_path, caplog):
@@ -61,7 +62,7 @@ def test_gpt_logs_exact_loss_perplexity_tokens_and_a_sample(make_cfg, train, tmp
     train(make_cfg(*TINY, "logger=csv"))
     run = summary(tmp_path / "run")
     metrics = run["metrics"]
-    assert run["status"] == "completed" and run["global_step"] == 71
+    assert run["status"] == "completed" and run["global_step"] == 36
     assert metrics["val/loss"] == pytest.approx(exact_loss(run["best_checkpoint"], "val"), rel=1e-5)
     assert metrics["test/loss"] == pytest.approx(exact_loss(run["best_checkpoint"], "test"), rel=1e-5)
     assert metrics["val/ppl"] == pytest.approx(math.exp(metrics["val/loss"]), rel=1e-5)
@@ -69,7 +70,7 @@ def test_gpt_logs_exact_loss_perplexity_tokens_and_a_sample(make_cfg, train, tmp
     assert metrics["val/loss"] < math.log(256)
     # 8 blocks of 32 predicted bytes per batch.
     assert run["throughput"]["tokens_per_s"] == pytest.approx(run["throughput"]["samples_per_s"] * 32)
-    samples = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Sample at step 71: 'The ")]
+    samples = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Sample at step 36: 'The ")]
     assert len(samples) == 1
 
 
@@ -77,7 +78,7 @@ def test_gpt_resumes_and_predicts_continuations(make_cfg, train, tmp_path):
     first = tmp_path / "train" / "runs" / "first"
     train(make_cfg(*TINY, "logger=none", "test=false", output_dir=first))
     train(make_cfg(*TINY, "logger=none", "trainer.max_epochs=2", "ckpt_path=last", output_dir=tmp_path / "second"))
-    assert summary(tmp_path / "second")["global_step"] == 2 * 71
+    assert summary(tmp_path / "second")["global_step"] == 2 * 36
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\nThe while statement\n", encoding="utf-8")
     written = evaluate.main([str(tmp_path / "second"), f"predict={prompts}"])
@@ -116,7 +117,7 @@ def test_gpt_sharded_with_fsdp_on_two_cpu_processes(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
     first, resumed = sorted((tmp_path / "logs" / "train" / "runs").iterdir())
     run = summary(resumed)
-    assert run["status"] == "completed" and run["global_step"] == 2 * 36  # 71 batches shared by two processes
+    assert run["status"] == "completed" and run["global_step"] == 2 * 18
     assert run["resumed_from"]["run_dir"] == str(first)
     assert run["metrics"]["val/loss"] == pytest.approx(exact_loss(run["best_checkpoint"], "val"), rel=1e-5)
     assert run["metrics"]["test/loss"] == pytest.approx(exact_loss(run["best_checkpoint"], "test"), rel=1e-5)

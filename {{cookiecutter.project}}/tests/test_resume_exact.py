@@ -47,11 +47,15 @@ def run(tmp_path: Path, name: str, *overrides: str, ok: bool = True) -> tuple[di
     return {**summary(run_dir), "run_dir": run_dir}, views
 
 
-def assert_resumes_exactly(tmp_path: Path, stop_step: int, *overrides: str) -> None:
+def assert_resumes_exactly(tmp_path: Path, stop_step: int, *overrides: str, requeue: bool = False) -> None:
+    """Resume from the stopped run's last.ckpt, or with ``requeue`` from a requeue checkpoint saved mid-batch."""
     expected, straight = run(tmp_path, "straight", *overrides)
-    stop = ("+callbacks.stop._target_=interrupt.StopAtStep", f"+callbacks.stop.step={stop_step}")
+    stop = ["+callbacks.stop._target_=interrupt.StopAtStep", f"+callbacks.stop.step={stop_step}"]
+    hpc_ckpt = tmp_path / "hpc_ckpt_1.ckpt"
+    if requeue:
+        stop.append(f"+callbacks.stop.save_as={hpc_ckpt}")
     run(tmp_path, "stopped", *overrides, *stop, ok=False)
-    checkpoint = next((tmp_path / "stopped" / "logs").rglob("checkpoints/last.ckpt"))
+    checkpoint = hpc_ckpt if requeue else next((tmp_path / "stopped" / "logs").rglob("checkpoints/last.ckpt"))
     resumed, views = run(tmp_path, "resumed", *overrides, f"ckpt_path={checkpoint}")
 
     assert resumed["status"] == "completed" and resumed["global_step"] == expected["global_step"]
@@ -74,7 +78,13 @@ def test_resumed_mid_epoch_trains_as_uninterrupted(tmp_path, data):
 
 @pytest.mark.slow
 def test_resumed_mid_epoch_trains_as_uninterrupted_under_ddp(tmp_path):
-    # Two gloo processes: each rank resumes its own DistributedSampler shard where it stopped.
+    # Two gloo processes: each rank resumes its own DistributedSampler shard where it stopped, from the
+    # checkpoint a SLURM requeue would write (with a batch in flight).
     assert_resumes_exactly(
-        tmp_path, 15, "trainer=ddp_cpu", "trainer.devices=2", "data._target_=interrupt.PlainShuffleDigits"
+        tmp_path,
+        15,
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "data._target_=interrupt.PlainShuffleDigits",
+        requeue=True,
     )

@@ -83,7 +83,6 @@ class GPT(pl.LightningModule):
         # Token-weighted: every predicted token counts once, whatever the batch and the number of processes.
         self.val_loss = MeanMetric(nan_strategy="disable")
         self.test_loss = MeanMetric(nan_strategy="disable")
-        self.samples: list[str] = []
 
     @property
     def lr(self) -> float:
@@ -152,7 +151,6 @@ class GPT(pl.LightningModule):
             return
         # Every process generates (a sharded model needs all of them for a forward pass); rank 0 reports.
         text = self.generate(self.hparams.sample_prompt, self.hparams.sample_tokens)
-        self.samples.append(text)
         if self.trainer.is_global_zero:
             log.info("Sample at step %d: %r", self.global_step, text)
             for logger in self.loggers:
