@@ -295,6 +295,8 @@ def test_two_node_job_signalled_at_ten_moments_never_hangs_and_ends_like_an_unin
         record = summary(run_dir)
         log = (run_dir / "train.log").read_text()
         # Every requeue resumed in the same folder from the newest requeue checkpoint, of which one is kept.
+        # Lightning's own handler (saving inside the signal handler) never ran.
+        assert "auto-requeue" not in log
         resumed = re.findall(r"Restoring states from the checkpoint path at (\S+)", log)
         assert resumed == [f"{run_dir}/hpc_ckpt_{n}.ckpt" for n in range(1, len(plan))], (plan, resumed)
         assert [p.name for p in run_dir.glob("hpc_ckpt_*.ckpt")] == [f"hpc_ckpt_{len(plan) - 1}.ckpt"]

@@ -142,11 +142,14 @@ class Preemption(Checkpoint):
         self._act(trainer)
 
     def _act(self, trainer) -> None:
-        # One tiny all-reduce per step: every rank reaches each boundary, so none waits alone.
-        noted = torch.tensor(_CODES[received()], device=trainer.strategy.root_device)
+        code = _CODES[received()]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # One tiny all-reduce per step, as cheap as the SIGTERM broadcast Lightning itself does every
+            # step under DDP: every rank reaches each boundary, so none waits there alone.
+            noted = torch.tensor(code, device=trainer.strategy.root_device)
             torch.distributed.all_reduce(noted, op=torch.distributed.ReduceOp.MAX)
-        signum = _ACTIONS[int(noted)]
+            code = int(noted)
+        signum = _ACTIONS[code]
         if signum is None:
             return
         requeue = signum == signal.SIGUSR1 and under_slurm()
