@@ -434,6 +434,6 @@ def test_help_describes_every_option_and_tab_completion_answers(installed_projec
         env = {**os.environ, "COMP_LINE": line}
         return set(run(sys.executable, "train.py", "-sc", "query=bash", cwd=installed_project, env=env).stdout.split())
 
-    assert completions("python train.py model=") == {"model=cnn", "model=mlp"}
+    assert completions("python train.py model=") == {f"model={option}" for option in on_disk["model"]}
     assert "logger=mlflow" in completions("python train.py logger=")
     assert completions("python train.py model.optimizer.l") == {"model.optimizer.lr="}
