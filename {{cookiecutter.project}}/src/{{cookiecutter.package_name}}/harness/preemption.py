@@ -161,10 +161,12 @@ class Preemption(Checkpoint):
         self._act(trainer)
 
     def _act(self, trainer) -> None:
+        # In a single process: a look at a list, no tensor, no device sync (about 1 us a step).
         code = _CODES[received()]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # One tiny all-reduce per step, as cheap as the SIGTERM broadcast Lightning itself does every
-            # step under DDP: every rank reaches each boundary, so none waits there alone.
+            # One all-reduce of one number per step: every rank reaches each boundary, so none waits there
+            # alone. On GPUs reading it back is a host sync per step; checking only every N steps would
+            # delay the stop by up to N steps for little gain beside the step's gradient all-reduce.
             noted = torch.tensor(code, device=trainer.strategy.root_device)
             torch.distributed.all_reduce(noted, op=torch.distributed.ReduceOp.MAX)
             code = int(noted)
