@@ -38,7 +38,7 @@ def train(cfg: DictConfig) -> float | None:
     from {{cookiecutter.package_name}}.harness.requeue import resume_path
     from {{cookiecutter.package_name}}.harness.resume import resolve_ckpt_path
     from {{cookiecutter.package_name}}.harness.sampling import ResumeMidEpoch
-    from {{cookiecutter.package_name}}.harness.sweeps import continue_sweep
+    from {{cookiecutter.package_name}}.harness.sweeps import continue_sweep, summarise_stopped_sweep
 
     # Again for a job that submitit unpickles: it skips this module's top level.
     redact_output()
@@ -89,6 +89,7 @@ def train(cfg: DictConfig) -> float | None:
         return result
     except preemption.Preempted as stop:
         record.stop("requeued" if stop.requeued else "interrupted", str(stop), trainer)
+        summarise_stopped_sweep(cfg)
         # Exit status 0 for a requeued job: SLURM starts it again; submitit records no result meanwhile.
         raise SystemExit(stop.exit_code) from None
     except BaseException as error:
@@ -97,6 +98,7 @@ def train(cfg: DictConfig) -> float | None:
         record.data["first_failure"] = rank_logs.first_failure(output_dir, since=started)
         record.fail(error, trainer)
         if runs.ctrl_c(error):
+            summarise_stopped_sweep(cfg)
             # What a shell reports for a process ended by SIGINT, not Lightning's exit status 1.
             raise SystemExit(128 + signal.SIGINT) from None
         if not continue_sweep(error):

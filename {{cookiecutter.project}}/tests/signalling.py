@@ -19,10 +19,12 @@ from {{ cookiecutter.package_name }}.harness import preemption
 class SignalAt(Callback):
     """Sends ``signum`` to this process once, at ``phase``: train (in the training step after global step
     ``step``), validation (a validation batch after global step ``step``), save (while the checkpoint of
-    global step ``step`` is put together) or test (a test batch). ``rank``: only that global rank sends."""
+    global step ``step`` is put together) or test (a test batch). ``rank``: only that global rank sends.
+    ``times``: sent that many times in a row (Ctrl-C pressed twice)."""
 
-    def __init__(self, signum: str, phase: str, step: int = 0, rank: int | None = None):
+    def __init__(self, signum: str, phase: str, step: int = 0, rank: int | None = None, times: int = 1):
         self.signum, self.phase, self.step, self.rank, self.sent = signal.Signals[signum], phase, step, rank, False
+        self.times = times
 
     def _send(self, trainer, phase: str) -> None:
         if self.sent or phase != self.phase or self.rank not in (None, trainer.global_rank):
@@ -30,7 +32,8 @@ class SignalAt(Callback):
         if phase != "test" and (trainer.global_step != self.step or trainer.sanity_checking):
             return
         self.sent = True
-        os.kill(os.getpid(), self.signum)
+        for _ in range(self.times):
+            os.kill(os.getpid(), self.signum)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._send(trainer, "train")

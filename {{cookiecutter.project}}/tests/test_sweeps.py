@@ -1,4 +1,5 @@
-"""Multiruns end to end: a grid, an Optuna search killed and resumed, a sweep with a failing job."""
+"""Multiruns end to end: a grid, an Optuna search killed and resumed, a sweep with a failing job, a sweep
+stopped by a signal."""
 
 import csv
 import json
@@ -108,6 +109,26 @@ def test_optuna_search_resumes_after_being_killed(tmp_path):
     assert study.best_value == pytest.approx(
         min(float(row["val/loss"]) for row in results(search_dir) if row["val/loss"])
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_in_a_job_stops_the_sweep_after_its_table(tmp_path, signum):
+    sweep_dir = tmp_path / "stopped"
+    sender = [
+        "+callbacks.signal._target_=signalling.SignalAt",
+        f"+callbacks.signal.signum={signum}",
+        "+callbacks.signal.phase=train",
+        "+callbacks.signal.step=1",
+    ]
+    done = run(train_command("-m", "model.optimizer.lr=1e-2,1e-3", *sender, f"hydra.sweep.dir={sweep_dir}"), tmp_path)
+    # Job 0 stops after a checkpoint, job 1 never starts, and the exit status is the signal's.
+    assert done.returncode == 128 + signal.Signals[signum], done.stderr[-3000:]
+    (row,) = results(sweep_dir)
+    assert (row["job"], row["status"]) == ("0", "interrupted")
+    assert (sweep_dir / PLOT_NAME).is_file()
+    assert len(list((sweep_dir / "0").glob("hpc_ckpt_*.ckpt"))) == 1
+    assert not (sweep_dir / "1").exists()
 
 
 @pytest.mark.slow

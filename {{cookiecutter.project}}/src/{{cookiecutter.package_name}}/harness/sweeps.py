@@ -3,7 +3,8 @@
 Each job's summary.json and Hydra's record of its overrides are read back from the sweep
 folder, so the same code serves every launcher (local, SLURM) and sweeper (grid, Optuna).
 A job whose process died without a word (``kill -9``, e.g. the trial an interrupted Optuna search
-was running) shows as ``killed``, not ``running``. A sweep with failed jobs exits non-zero, saying how many;
+was running) shows as ``killed``, not ``running``. A local sweep stopped by SIGTERM or Ctrl-C ends
+after the table of its jobs so far, its last ``interrupted``. A sweep with failed jobs exits non-zero, saying how many;
 on SLURM each failed job also ends FAILED.
 """
 
@@ -271,17 +272,37 @@ def show(rows: list[dict[str, Any]], keys: list[str], metric: str, mode: str, sw
     console.print(f"results: {sweep_dir / CSV_NAME}, {sweep_dir / PLOT_NAME}", soft_wrap=True)
 
 
+def summarise(sweep_dir: Path, metric: str, mode: str) -> list[dict[str, Any]]:
+    """The table of the jobs in ``sweep_dir`` so far: CSV, plot and console; returns its rows."""
+    rows = ranked(collect(sweep_dir, metric), metric, mode)
+    keys = swept_keys(rows)
+    write_csv(rows, keys, metric, sweep_dir / CSV_NAME)
+    plot(rows, keys, metric, sweep_dir / PLOT_NAME)
+    show(rows, keys, metric, mode, sweep_dir)
+    return rows
+
+
+def summarise_stopped_sweep(cfg: DictConfig) -> None:
+    """A signal (SIGTERM, Ctrl-C) stops a local multirun in one of its jobs: the table of the jobs so far.
+
+    The stop leaves Hydra's sweep by an exception that skips ``on_multirun_end``. A job that submitit runs
+    is a process of its own: its sweep goes on in the submitting process, which writes the table.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN or "SUBMITIT_FOLDER" in os.environ:
+        return
+    log.warning("The sweep stops here; its table holds the jobs so far.")
+    summarise(Path(HydraConfig.get().sweep.dir), cfg.monitor.metric, cfg.monitor.mode)
+
+
 class SweepResults(Callback):
     """Hydra callback (``hydra.callbacks`` in configs/hydra/default.yaml) that sums up each multirun."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        metric, mode = config.monitor.metric, config.monitor.mode
-        rows = ranked(collect(sweep_dir, metric), metric, mode)
-        keys = swept_keys(rows)
-        write_csv(rows, keys, metric, sweep_dir / CSV_NAME)
-        plot(rows, keys, metric, sweep_dir / PLOT_NAME)
-        show(rows, keys, metric, mode, sweep_dir)
+        rows = summarise(sweep_dir, config.monitor.metric, config.monitor.mode)
         failed = sum(row["status"] == "failed" for row in rows)
         if failed:
             # Hydra turns exceptions raised in callbacks into warnings; SystemExit still sets the exit status.

@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -100,6 +101,38 @@ class Classifier(pl.LightningModule):
         self.train_loss_sum = torch.zeros((), device=self.device)
         self.train_correct = torch.zeros((), dtype=torch.long, device=self.device)
         self.train_count = 0
+
+    def on_train_start(self) -> None:
+        # A run resumed inside an epoch gets no on_train_epoch_start for it: it goes on from the checkpoint's totals.
+        totals, self._resumed_totals = getattr(self, "_resumed_totals", None), None
+        if totals is None or totals["epoch"] != self.current_epoch:
+            return
+        if len(totals["per_rank"]) != self.trainer.world_size:
+            rank_zero_warn(
+                f"Resuming mid-epoch on {self.trainer.world_size} processes from a checkpoint of "
+                f"{len(totals['per_rank'])}: this epoch's train/loss_epoch and train/acc cover only its rest."
+            )
+            return
+        loss_sum, correct, count = totals["per_rank"][self.global_rank]
+        self.train_loss_sum = torch.tensor(loss_sum, dtype=torch.float32, device=self.device)
+        self.train_correct = torch.tensor(int(correct), dtype=torch.long, device=self.device)
+        self.train_count = int(count)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint taken mid-epoch (every_n_train_steps, a SLURM requeue) keeps the epoch's training totals
+        # of every process, so that the resumed epoch reports the same train/loss_epoch and train/acc.
+        # Every process saves a checkpoint together, so the gather is safe here.
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if not 0 < batches < self.trainer.num_training_batches:
+            return
+        mine = torch.stack([self.train_loss_sum.double(), self.train_correct.double()])
+        mine = torch.cat([mine, mine.new_tensor([self.train_count])])
+        # float32 and int64 totals of this size are exact in float64.
+        per_rank = self.all_gather(mine).reshape(-1, 3).tolist()
+        checkpoint["train_epoch_totals"] = {"epoch": self.current_epoch, "per_rank": per_rank}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_totals = checkpoint.get("train_epoch_totals")
 
     def on_train_epoch_end(self) -> None:
         if self.train_count:
