@@ -291,7 +291,7 @@ def test_two_node_job_signalled_at_ten_moments_never_hangs_and_ends_like_an_unin
         run_dir = signal_job_at(slurm, {**env, "LOG_DIR": str(folder / "logs")}, installed_project, folder, plan)
         jobs[boundaries] = (run_dir, plan)
 
-    for boundaries, (run_dir, plan) in jobs.items():
+    for run_dir, plan in jobs.values():
         record = summary(run_dir)
         log = (run_dir / "train.log").read_text()
         # Every requeue resumed in the same folder from the newest requeue checkpoint, of which one is kept.
