@@ -137,6 +137,7 @@ DEFAULT_FILES = {
     "src/my_project/models/classifier.py",
     "src/my_project/models/gpt.py",
     "src/my_project/models/nets.py",
+    "src/my_project/models/optimization.py",
     "tests/conftest.py",
     "tests/test_configs.py",
     "tests/test_contract.py",

@@ -10,10 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-# Optimizers with a fused implementation (one operation for all parameters instead of several per tensor,
-# which small networks feel most), used on these devices unless the config sets fused or foreach.
-FUSABLE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
-FUSED_DEVICES = ("cpu", "cuda")
+from .optimization import configure_optimizers
 
 
 class Classifier(pl.LightningModule):
@@ -168,15 +165,4 @@ class Classifier(pl.LightningModule):
         return predicted
 
     def configure_optimizers(self):
-        make_optimizer = instantiate(self.hparams.optimizer)
-        extra = {}
-        chosen = {"fused", "foreach"} & make_optimizer.keywords.keys()
-        if make_optimizer.func in FUSABLE and not chosen and self.device.type in FUSED_DEVICES:
-            # +model.optimizer.fused=false opts out.
-            extra["fused"] = True
-        optimizer = make_optimizer(params=self.parameters(), **extra)
-        if self.hparams.scheduler is None:
-            return optimizer
-        settings = dict(self.hparams.scheduler)
-        scheduler = instantiate(settings.pop("scheduler"))(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **settings}}
+        return configure_optimizers(self.parameters(), self.hparams.optimizer, self.hparams.scheduler, self.device)

@@ -15,12 +15,11 @@ from collections.abc import Mapping
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchmetrics import MeanMetric
 
-from .classifier import FUSABLE, FUSED_DEVICES
+from .optimization import configure_optimizers
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +189,4 @@ class GPT(pl.LightningModule):
         return sequence[0, prompt.numel() :].tolist()
 
     def configure_optimizers(self):
-        make_optimizer = instantiate(self.hparams.optimizer)
-        extra = {}
-        chosen = {"fused", "foreach"} & make_optimizer.keywords.keys()
-        if make_optimizer.func in FUSABLE and not chosen and self.device.type in FUSED_DEVICES:
-            extra["fused"] = True
-        optimizer = make_optimizer(params=self.parameters(), **extra)
-        if self.hparams.scheduler is None:
-            return optimizer
-        settings = dict(self.hparams.scheduler)
-        scheduler = instantiate(settings.pop("scheduler"))(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **settings}}
+        return configure_optimizers(self.parameters(), self.hparams.optimizer, self.hparams.scheduler, self.device)
